@@ -1,0 +1,33 @@
+# Elementwise activations (and row-wise softmax), forward and backward, over 2-D row-major views.
+# The math lives in _activation.pxd; this module only splits rows across OpenMP threads.
+from cython cimport floating
+from cython.parallel cimport prange
+from _activation cimport rows_forward, rows_backward
+from _blas cimport block_start
+
+
+def activation_forward(int code, double alpha,
+                       const floating[:, ::1] z,  # IN  pre-activation (rows, n)
+                       floating[:, ::1] y,        # OUT f(z), may be z itself
+                       int n_threads):
+    """y := f(z)."""
+    cdef int rows = z.shape[0], n = z.shape[1], nb = max(1, min(n_threads, rows)), t
+    if rows == 0:
+        return
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        rows_forward(code, alpha, &z[0, 0], &y[0, 0], block_start(rows, nb, t), block_start(rows, nb, t + 1), n)
+
+
+def activation_backward(int code, double alpha,
+                        const floating[:, ::1] z,   # IN  pre-activation
+                        const floating[:, ::1] y,   # IN  f(z)
+                        const floating[:, ::1] dy,  # IN  dL/dy
+                        floating[:, ::1] dz,        # OUT dL/dz, may be dy itself
+                        int n_threads):
+    """dz := dy * f'(z) (softmax: the row-wise Jacobian-vector product)."""
+    cdef int rows = z.shape[0], n = z.shape[1], nb = max(1, min(n_threads, rows)), t
+    if rows == 0:
+        return
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        rows_backward(code, alpha, &z[0, 0], &y[0, 0], &dy[0, 0], &dz[0, 0],
+                      block_start(rows, nb, t), block_start(rows, nb, t + 1), n)

@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython + OpenMP), one module per op family; built from csrc/."""

@@ -1,0 +1,262 @@
+"""Core layers: Dense, Activation, Dropout, Flatten, Reshape, InputLayer."""
+import math
+
+import numpy as np
+
+from .. import activations, backend, initializers, regularizers, threads
+from .._kernels import dense as _dense
+from .._validation import check_fraction, check_positive_int, describe
+from .base import Layer
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = activation(x @ kernel + bias)`` over the last axis.
+
+    Args:
+        units: output features.
+        activation: name or Activation ('relu', 'softmax', ...); None is linear.
+        use_bias: add a learned bias.
+        kernel_initializer, bias_initializer: names or initializers ('glorot_uniform', 'zeros').
+        kernel_regularizer, bias_regularizer: L1/L2 penalties.
+
+    Shape: input (batch, ..., in) -> output (batch, ..., units).
+    Weights: kernel (in, units), bias (units,).
+
+    The GEMM, bias and activation run in one compiled kernel per block of rows.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int(units, describe(self), "units")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def validate_input_shape(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"{describe(self)}: expected input of rank >= 2 with a known last dimension, "
+                             f"received shape {tuple(input_shape)}")
+
+    def build(self, input_shape):
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    @property
+    def kernel(self):
+        return self._weights[0]
+
+    @property
+    def bias(self):
+        return self._weights[1] if self.use_bias else None
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        x2 = x.reshape(-1, x.shape[-1])
+        rows = x2.shape[0]
+        z = self.buffer("z", (rows, self.units))
+        y = z if self.activation.code == activations.LINEAR_CODE else self.buffer("y", (rows, self.units))
+        _dense.dense_forward(x2, self._weights[0], self.bias, z, y, self.activation.code,
+                             self.activation.alpha, threads.get_num_threads())
+        self._x, self._z, self._y = x2, z, y
+        return y.reshape(self._x_shape[:-1] + (self.units,))
+
+    @property
+    def logits(self):
+        """The pre-activation of the last forward pass (for losses fused with softmax/sigmoid)."""
+        return self._z
+
+    def backward(self, dy):
+        return self._backward(np.ascontiguousarray(dy).reshape(-1, self.units), self.activation.code)
+
+    def backward_preactivation(self, dz):
+        """Backward from dL/dz (the gradient before the activation), as fused losses provide."""
+        return self._backward(dz.reshape(-1, self.units), activations.LINEAR_CODE)
+
+    def _backward(self, dy, act):
+        dz = dy if act == activations.LINEAR_CODE else self.buffer("dz", dy.shape)
+        dx = self.buffer("dx", self._x.shape) if self.need_input_grad else None
+        train = self.trainable
+        _dense.dense_backward(self._x, self._weights[0], self._z, self._y, dy, dz,
+                              self._grads[0] if train else None,
+                              self._grads[1] if (train and self.use_bias) else None,
+                              dx, act, self.activation.alpha, self.accumulate_grads,
+                              threads.get_num_threads())
+        return None if dx is None else dx.reshape(self._x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class Activation(Layer):
+    """Applies an activation function: ``Activation('relu')``; softmax is over the last axis."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def forward(self, x, training=False):
+        self._x = x
+        y = self.buffer("y", x.shape)
+        self.activation.forward(x, y)
+        self._y = y
+        return y
+
+    @property
+    def logits(self):
+        return self._x
+
+    def backward(self, dy):
+        dy = np.ascontiguousarray(dy)
+        if not self.need_input_grad:
+            return None
+        dx = self.buffer("dx", dy.shape)
+        self.activation.backward(self._x, self._y, dy, dx)
+        return dx
+
+    def backward_preactivation(self, dz):
+        return dz if self.need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate`` and scale the
+    rest by 1 / (1 - rate); the identity at inference.
+
+    ``noise_shape`` (batch axis included, 1 where the mask is shared) as in Keras.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_fraction(rate, describe(self), "rate")
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def forward(self, x, training=False):
+        self._active = training and self.rate > 0
+        if not self._active:
+            return x
+        shape = x.shape if self.noise_shape is None else tuple(
+            x.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
+        mask = self.buffer("mask", shape)
+        (self._rng or backend.rng()).random(out=mask)
+        # mask := (u >= rate) / (1 - rate), computed in place
+        np.greater_equal(mask, self.rate, out=mask, casting="unsafe")
+        mask *= 1.0 / (1.0 - self.rate)
+        y = self.buffer("y", x.shape)
+        np.multiply(x, mask, out=y)
+        return y
+
+    def backward(self, dy):
+        if not self.need_input_grad:
+            return None
+        if not self._active:
+            return dy
+        dx = self.buffer("dx", dy.shape)
+        np.multiply(dy, self._buffers["mask"], out=dx)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape), "seed": self.seed}
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...); a view, no copy."""
+
+    def check_input(self, x):
+        from .._validation import check_shape
+        check_shape(x, self.input_shape, describe(self))
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if any(s is None for s in rest) else math.prod(rest))
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape) if self.need_input_grad else None
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (batch axis excluded; one entry may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(s) for s in target_shape)
+        if sum(s == -1 for s in self.target_shape) > 1 or any(s == 0 or s < -1 for s in self.target_shape):
+            raise ValueError(f"{describe(self)}: expected positive sizes with at most one -1, "
+                             f"received target_shape={target_shape!r}")
+
+    def check_input(self, x):
+        from .._validation import check_shape
+        check_shape(x, self.input_shape, describe(self))
+
+    def compute_output_shape(self, input_shape):
+        n = math.prod(input_shape[1:])
+        known = math.prod(s for s in self.target_shape if s != -1)
+        if -1 in self.target_shape:
+            if n % known:
+                raise ValueError(f"{describe(self)}: cannot reshape input of shape {tuple(input_shape)} "
+                                 f"to target_shape {self.target_shape}")
+            shape = tuple(n // known if s == -1 else s for s in self.target_shape)
+        else:
+            shape = self.target_shape
+        if math.prod(shape) != n:
+            raise ValueError(f"{describe(self)}: cannot reshape input of shape {tuple(input_shape)} "
+                             f"({n} values per sample) to target_shape {self.target_shape}")
+        return (input_shape[0],) + shape
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape((x.shape[0],) + self.output_shape[1:])
+
+    def backward(self, dy):
+        return dy.reshape(self._shape) if self.need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class InputLayer(Layer):
+    """Declares the input shape of a Sequential model: ``InputLayer(shape=(784,))``."""
+
+    def __init__(self, shape=None, batch_size=None, input_shape=None, **kwargs):
+        shape = shape if shape is not None else input_shape
+        if shape is None:
+            raise ValueError("InputLayer: expected shape=(...) without the batch axis, received shape=None")
+        super().__init__(input_shape=tuple(shape), **kwargs)
+        self.shape = tuple(shape)
+        self.batch_size = batch_size
+
+    def check_input(self, x):
+        from .._validation import check_shape
+        check_shape(x, self._declared_input_shape, describe(self))
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy if self.need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("input_shape", None)
+        return {**config, "shape": list(self.shape), "batch_size": self.batch_size}
