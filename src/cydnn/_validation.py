@@ -45,6 +45,17 @@ def check_positive_int(value, who, name, allow_zero=False):
     return int(value)
 
 
+def check_positive_float(value, who, name):
+    """A finite float > 0 (epsilons, scales)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or isinstance(value, bool) or not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{who}: expected {name} to be a positive float, received {name}={value!r}")
+    return v
+
+
 def check_fraction(value, who, name, low_open=False, high_open=True):
     """A float in [0, 1) (by default)."""
     try:
