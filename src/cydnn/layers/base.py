@@ -40,6 +40,12 @@ def snake_case(name):
 
 
 class Layer:
+    # Masks (Keras semantics): a layer that makes a mask (Embedding(mask_zero=True), Masking)
+    # returns it from compute_mask; a layer with accepts_mask = True receives it as
+    # forward(x, training, mask=...); supports_masking = True passes it on unchanged.
+    supports_masking = False
+    accepts_mask = False
+
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  **kwargs):
         if kwargs:
@@ -176,6 +182,10 @@ class Layer:
             self.check_input(x)
         y = self.forward(x, training=training)
         return y.copy() if isinstance(y, np.ndarray) else y
+
+    def compute_mask(self, x, mask=None):
+        """The (batch, time) boolean mask of this layer's output, given its input's mask."""
+        return mask if self.supports_masking else None
 
     def forward(self, x, training=False):
         raise NotImplementedError

@@ -25,6 +25,8 @@ class Dense(Layer):
     The GEMM, bias and activation run in one compiled kernel per block of rows.
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -103,6 +105,8 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation function: ``Activation('relu')``; softmax is over the last axis."""
 
+    supports_masking = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -139,6 +143,8 @@ class Dropout(Layer):
 
     ``noise_shape`` (batch axis included, 1 where the mask is shared) as in Keras.
     """
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -1,0 +1,26 @@
+"""cydnn: neural networks for multi-core CPUs.
+
+Compiled Cython + OpenMP kernels behind a Keras-like API:
+
+    import cydnn
+    from cydnn import layers
+    model = cydnn.Sequential([layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=10)
+"""
+__version__ = "0.1.0"
+
+from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
+               optimizers, regularizers)
+from .backend import floatx, set_floatx, set_random_seed
+from .models import Sequential
+from .perceptron import Perceptron
+from .serialization import register_serializable
+from .threads import get_num_threads, openmp_enabled, set_num_threads
+
+__all__ = [
+    "Sequential", "Perceptron", "layers", "activations", "losses", "metrics", "optimizers",
+    "initializers", "regularizers", "callbacks", "datasets", "backend", "set_num_threads",
+    "get_num_threads", "openmp_enabled", "set_floatx", "floatx", "set_random_seed",
+    "register_serializable", "__version__",
+]
