@@ -36,7 +36,7 @@ def unique_name(base):
 
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()  # as Keras: Conv2D -> conv2d
 
 
 class Layer:
