@@ -2,3 +2,7 @@
 from .base import Layer
 from .core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from .activation_layers import ELU, LeakyReLU, Maxout, PReLU, ReLU, Softmax
+from .convolutional import Conv1D, Conv2D, DepthwiseConv2D, ZeroPadding1D, ZeroPadding2D
+from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+                      GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+                      GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)

@@ -1,0 +1,431 @@
+# Convolutions over NHWC images: im2col / col2im feeding the one GEMM (Conv2D, and Conv1D as a
+# height-1 Conv2D), and a direct kernel for depthwise convolution. Forward and backward side by side.
+#
+# Layout. A patch row of im2col holds, for one output position (oh, ow), the input cells it sees in
+# (i, j, c) order: col[oh*OW + ow, (i*KW + j)*C + c] = x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
+# (zero outside the image). With the kernel stored as Keras' (KH, KW, C, F), read as a (KH*KW*C, F)
+# matrix, the convolution of one image is a single row-major GEMM: z (OH*OW, F) = col @ W.
+#
+# Threads. One OpenMP pool; each thread takes a contiguous block of images, builds the patches of a
+# few images at a time ("chunk") in its own region of the caller's col buffer, and calls a
+# single-threaded sgemm on them while they are hot in cache. Output rows of different images never
+# overlap, so the forward pass and dx need no synchronisation.
+#
+# Fixed-order reductions. dW and db sum over every image. The batch is cut into n_groups groups of
+# images that depend on the batch size only (never on the thread count); each group's sum goes to its
+# own slot of a partial buffer, and a second pass adds the slots in group order. The result is
+# bit-identical whatever the number of threads.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+from _blas cimport gemm, block_start
+from _activation cimport rows_forward, rows_backward, LINEAR
+
+
+cdef struct Geom:
+    # one image: input (h, w, c), output (oh, ow), kernel (kh, kw), strides, top/left padding, dilations
+    int h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw
+
+
+cdef Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
+                    int pt, int pl, int dh, int dw):
+    cdef Geom g
+    g.h = h; g.w = w; g.c = c; g.oh = oh; g.ow = ow; g.kh = kh; g.kw = kw
+    g.sh = sh; g.sw = sw; g.pt = pt; g.pl = pl; g.dh = dh; g.dw = dw
+    return g
+
+
+cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
+    """A 1x1 kernel with stride 1 and no padding: the image itself is its patch matrix."""
+    return (g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
+            and g.oh == g.h and g.ow == g.w)
+
+
+# --------------------------------------------------------------------------------- im2col / col2im
+cdef void im2col(const floating* x,   # IN  one image (h, w, c)
+                 floating* col,       # OUT (oh*ow, kh*kw*c)
+                 const Geom* g) noexcept nogil:
+    """col[oh*OW + ow, (i*KW + j)*C + c] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside."""
+    cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
+    cdef Py_ssize_t c = g.c, kc = g.kw * g.c, rowlen = g.kh * g.kw * g.c
+    cdef floating* row
+    cdef floating* dst
+    cdef const floating* src
+    cdef bint inside
+    for oh in range(g.oh):
+        for ow in range(g.ow):
+            row = col + (oh * g.ow + ow) * rowlen
+            iw0 = ow * g.sw - g.pl
+            # undilated and horizontally inside: the kw*c values of one kernel row are contiguous in x
+            inside = g.dw == 1 and iw0 >= 0 and iw0 + g.kw <= g.w
+            for i in range(g.kh):
+                ih = oh * g.sh - g.pt + i * g.dh
+                dst = row + i * kc
+                if ih < 0 or ih >= g.h:
+                    memset(dst, 0, kc * sizeof(floating))
+                elif inside:
+                    src = x + (ih * g.w + iw0) * c
+                    for q in range(kc):
+                        dst[q] = src[q]
+                else:
+                    for j in range(g.kw):
+                        iw = iw0 + j * g.dw
+                        if iw < 0 or iw >= g.w:
+                            for q in range(c):
+                                dst[j * c + q] = 0
+                        else:
+                            src = x + (ih * g.w + iw) * c
+                            for q in range(c):
+                                dst[j * c + q] = src[q]
+
+
+cdef void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
+                 floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                 const Geom* g) noexcept nogil:
+    """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
+    cdef Py_ssize_t oh, ow, i, j, q, ih, iw
+    cdef Py_ssize_t c = g.c, rowlen = g.kh * g.kw * g.c
+    cdef const floating* src
+    cdef floating* dst
+    memset(x, 0, <size_t>g.h * g.w * g.c * sizeof(floating))
+    for oh in range(g.oh):
+        for ow in range(g.ow):
+            for i in range(g.kh):
+                ih = oh * g.sh - g.pt + i * g.dh
+                if ih < 0 or ih >= g.h:
+                    continue
+                for j in range(g.kw):
+                    iw = ow * g.sw - g.pl + j * g.dw
+                    if iw < 0 or iw >= g.w:
+                        continue
+                    src = col + (oh * g.ow + ow) * rowlen + (i * g.kw + j) * c
+                    dst = x + (ih * g.w + iw) * c
+                    for q in range(c):
+                        dst[q] += src[q]
+
+
+def im2col_2d(const floating[:, :, ::1] x,   # IN  one image (h, w, c)
+              floating[:, ::1] col,          # OUT (oh*ow, kh*kw*c)
+              int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow):
+    """Python twin of im2col for tests."""
+    cdef Geom g = make_geom(x.shape[0], x.shape[1], x.shape[2], oh, ow, kh, kw, sh, sw, pt, pl, dh, dw)
+    with nogil:
+        im2col(&x[0, 0, 0], &col[0, 0], &g)
+
+
+def col2im_2d(const floating[:, ::1] col,    # IN  (oh*ow, kh*kw*c)
+              floating[:, :, ::1] x,         # OUT one image (h, w, c)
+              int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow):
+    """Python twin of col2im for tests."""
+    cdef Geom g = make_geom(x.shape[0], x.shape[1], x.shape[2], oh, ow, kh, kw, sh, sw, pt, pl, dh, dw)
+    with nogil:
+        col2im(&col[0, 0], &x[0, 0, 0], &g)
+
+
+# ------------------------------------------------------------------------------------- helpers
+cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
+                               Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t r, j
+    for r in range(r0, r1):
+        for j in range(n):
+            z[r * n + j] += b[j]
+
+
+cdef inline void column_sums(const floating* a, floating* s, Py_ssize_t r0, Py_ssize_t r1,
+                             Py_ssize_t n, bint add) noexcept nogil:
+    """s[j] (+)= sum over rows r0..r1 of a[r, j], in row order."""
+    cdef Py_ssize_t r, j
+    if not add:
+        for j in range(n):
+            s[j] = 0
+    for r in range(r0, r1):
+        for j in range(n):
+            s[j] += a[r * n + j]
+
+
+cdef void sum_partials(const floating* part, floating* out, Py_ssize_t n_parts, Py_ssize_t size,
+                       bint accumulate, int n_threads) noexcept nogil:
+    """out[e] (+)= sum over p of part[p, e], p in order; threads split the elements e."""
+    cdef int nb = max(1, min(n_threads, <int>(size // 4096) + 1)), t
+    cdef Py_ssize_t e, e0, e1, p
+    for t in prange(nb, schedule="static", num_threads=nb):
+        e0 = (size * t) // nb
+        e1 = (size * (t + 1)) // nb
+        if not accumulate:
+            for e in range(e0, e1):
+                out[e] = 0
+        for p in range(n_parts):
+            for e in range(e0, e1):
+                out[e] += part[p * size + e]
+
+
+# ------------------------------------------------------------------------------------- Conv2D
+def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
+                   const floating[:, ::1] w,         # IN  (kh*kw*c, f): Keras' (kh, kw, c, f) kernel
+                   const floating[::1] b,            # IN  (f,) or None
+                   floating[:, :, :, ::1] z,         # OUT (n, oh, ow, f) pre-activation
+                   floating[:, :, :, ::1] y,         # OUT (n, oh, ow, f) activation; may be z when linear
+                   floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*kh*kw*c)
+                   int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int chunk,
+                   int n_groups, int act, double alpha, int n_threads):
+    """z := conv(x, W) + b;  y := f(z). Padding beyond (pt, pl) is implied by the output size.
+
+    The images are cut into n_groups groups and each group into chunks exactly as in
+    conv2d_backward, whatever the thread count: sgemm may round a row differently depending on
+    where it sits in its call, so the calls themselves must not depend on the threads.
+    """
+    cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = max(1, min(n_groups, n))
+    cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
+                            kh, kw, sh, sw, pt, pl, dh, dw)
+    cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow
+    cdef int nt = max(1, min(min(n_threads, ng), col.shape[0])), t, grp, i0, i1, img, cnt, q
+    cdef bint pointwise = is_pointwise(&g), has_bias = b is not None
+    cdef Py_ssize_t r0, rows
+    cdef const floating* a
+    cdef floating* cbuf
+    cdef floating* zp = &z[0, 0, 0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    if n == 0 or ohw == 0:
+        return
+    chunk = max(1, chunk)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        cbuf = &col[t, 0]
+        for grp in range(block_start(ng, nt, t), block_start(ng, nt, t + 1)):
+            i0 = block_start(n, ng, grp)
+            i1 = block_start(n, ng, grp + 1)
+            img = i0
+            while img < i1:
+                cnt = min(chunk, i1 - img)
+                r0 = img * ohw
+                rows = cnt * ohw
+                if pointwise:
+                    a = &x[img, 0, 0, 0]
+                else:
+                    for q in range(cnt):
+                        im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
+                    a = cbuf
+                gemm(False, False, <int>rows, f, kdim, <floating>1, a, kdim, &w[0, 0], f,
+                     <floating>0, zp + r0 * f, f)
+                if has_bias:
+                    add_bias_rows(zp, &b[0], r0, r0 + rows, f)
+                rows_forward(act, alpha, zp, yp, r0, r0 + rows, f)
+                img = img + cnt
+
+
+def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the forward input
+                    const floating[:, ::1] w,          # IN  (kh*kw*c, f)
+                    const floating[:, :, :, ::1] z,    # IN  (n, oh, ow, f) pre-activation
+                    const floating[:, :, :, ::1] y,    # IN  (n, oh, ow, f) activation
+                    const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, f) dL/dy
+                    floating[:, :, :, ::1] dz,         # OUT (n, oh, ow, f) dL/dz; pass dy itself when act is LINEAR
+                    floating[:, ::1] dw,               # OUT (kh*kw*c, f) dL/dW, or None
+                    floating[::1] db,                  # OUT (f,) dL/db, or None
+                    floating[:, :, :, ::1] dx,         # OUT (n, h, w, c) dL/dx, or None (first layer)
+                    floating[:, ::1] col,              # scratch (>= threads, chunk*oh*ow*kh*kw*c)
+                    floating[:, ::1] dw_part,          # scratch (groups, kh*kw*c*f) per-group dW
+                    floating[:, ::1] db_part,          # scratch (groups, f) per-group db
+                    int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw_, int chunk,
+                    int act, double alpha, bint accumulate, int n_threads):
+    """dz := dy * f'(z);  dW (+)= sum_n col_n^T @ dz_n;  db (+)= sum of dz rows;  dx := col2im(dz @ W^T).
+
+    The images are split into dw_part.shape[0] groups (a function of the batch size only); group g
+    sums its images into dw_part[g] / db_part[g] and the groups are added in order afterwards.
+    """
+    cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = dw_part.shape[0]
+    cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
+                            kh, kw, sh, sw, pt, pl, dh, dw_)
+    cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow
+    cdef int nt = max(1, min(min(n_threads, ng), col.shape[0])), t, g0, g1, grp, i0, i1, img, cnt, q
+    cdef bint pointwise = is_pointwise(&g), first
+    cdef bint want_dx = dx is not None, want_dw = dw is not None, want_db = db is not None
+    cdef Py_ssize_t r0, rows
+    cdef const floating* a
+    cdef floating* cbuf
+    cdef const floating* zp = &z[0, 0, 0, 0]
+    cdef const floating* yp = &y[0, 0, 0, 0]
+    cdef const floating* dyp = &dy[0, 0, 0, 0]
+    cdef floating* dzp = &dz[0, 0, 0, 0]
+    cdef floating* dwp = &dw_part[0, 0]
+    cdef floating* dbp = &db_part[0, 0]
+    if n == 0 or ohw == 0 or ng == 0:
+        return
+    chunk = max(1, chunk)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        g0 = block_start(ng, nt, t)
+        g1 = block_start(ng, nt, t + 1)
+        cbuf = &col[t, 0]
+        for grp in range(g0, g1):
+            i0 = block_start(n, ng, grp)
+            i1 = block_start(n, ng, grp + 1)
+            first = True
+            img = i0
+            while img < i1:
+                cnt = min(chunk, i1 - img)
+                r0 = img * ohw
+                rows = cnt * ohw
+                # gradient with respect to the pre-activation
+                if act != LINEAR:
+                    rows_backward(act, alpha, zp, yp, dyp, dzp, r0, r0 + rows, f)
+                # the patches of these images (the image itself for a pointwise kernel)
+                if pointwise:
+                    a = &x[img, 0, 0, 0]
+                elif want_dw:
+                    for q in range(cnt):
+                        im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
+                    a = cbuf
+                # gradient with respect to the weights: this group's dW (+)= patches^T @ dz
+                if want_dw:
+                    gemm(True, False, kdim, f, <int>rows, <floating>1, a, kdim, dzp + r0 * f, f,
+                         <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
+                # gradient with respect to the bias: this group's column sums of dz, in row order
+                if want_db:
+                    column_sums(dzp, dbp + <Py_ssize_t>grp * f, r0, r0 + rows, f, not first)
+                # gradient with respect to the input: patch gradients dz @ W^T, scattered back
+                if want_dx:
+                    if pointwise:
+                        gemm(False, True, <int>rows, kdim, f, <floating>1, dzp + r0 * f, f, &w[0, 0], f,
+                             <floating>0, &dx[img, 0, 0, 0], kdim)
+                    else:
+                        gemm(False, True, <int>rows, kdim, f, <floating>1, dzp + r0 * f, f, &w[0, 0], f,
+                             <floating>0, cbuf, kdim)
+                        for q in range(cnt):
+                            col2im(cbuf + q * ohw * kdim, &dx[img + q, 0, 0, 0], &g)
+                first = False
+                img = img + cnt
+    # the groups' partial sums, added in group order
+    if want_dw:
+        sum_partials(dwp, &dw[0, 0], ng, <Py_ssize_t>kdim * f, accumulate, n_threads)
+    if want_db:
+        sum_partials(dbp, &db[0], ng, f, accumulate, 1)
+
+
+# ------------------------------------------------------------------------------ DepthwiseConv2D
+def depthwise_conv2d_forward(const floating[:, :, :, ::1] x,  # IN  (n, h, w, c)
+                             const floating[:, :, :, ::1] k,  # IN  (kh, kw, c, m) depthwise kernel
+                             const floating[::1] b,           # IN  (c*m,) or None
+                             floating[:, :, :, ::1] z,        # OUT (n, oh, ow, c*m) pre-activation
+                             floating[:, :, :, ::1] y,        # OUT (n, oh, ow, c*m); may be z when linear
+                             int sh, int sw, int pt, int pl, int dh, int dw,
+                             int act, double alpha, int n_threads):
+    """z[n, oh, ow, c*m + j] := sum_{i1,i2} x[n, oh*sh - pt + i1*dh, ow*sw - pl + i2*dw, c] k[i1, i2, c, j] + b."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
+    cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
+    cdef int cm = c * m, nt = max(1, min(n_threads, n)), t, img, i0, i1
+    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow
+    cdef bint has_bias = b is not None
+    cdef floating* out
+    cdef const floating* xp
+    cdef const floating* kp
+    cdef floating* zp = &z[0, 0, 0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    if n == 0 or ohw == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        i0 = block_start(n, nt, t)
+        i1 = block_start(n, nt, t + 1)
+        for img in range(i0, i1):
+            for p in range(oh):
+                for q in range(ow):
+                    out = &z[img, p, q, 0]
+                    for ci in range(cm):
+                        out[ci] = b[ci] if has_bias else 0
+                    for i in range(kh):
+                        ih = p * sh - pt + i * dh
+                        if ih < 0 or ih >= h:
+                            continue
+                        for j in range(kw):
+                            iw = q * sw - pl + j * dw
+                            if iw < 0 or iw >= wd:
+                                continue
+                            xp = &x[img, ih, iw, 0]
+                            kp = &k[i, j, 0, 0]
+                            if m == 1:
+                                for ci in range(c):
+                                    out[ci] += xp[ci] * kp[ci]
+                            else:
+                                for ci in range(c):
+                                    for mj in range(m):
+                                        out[ci * m + mj] += xp[ci] * kp[ci * m + mj]
+            rows_forward(act, alpha, zp, yp, img * ohw, (img + 1) * ohw, cm)
+
+
+def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
+                              const floating[:, :, :, ::1] k,   # IN  (kh, kw, c, m)
+                              const floating[:, :, :, ::1] z,   # IN  (n, oh, ow, c*m) pre-activation
+                              const floating[:, :, :, ::1] y,   # IN  activation
+                              const floating[:, :, :, ::1] dy,  # IN  dL/dy
+                              floating[:, :, :, ::1] dz,        # OUT dL/dz; pass dy itself when act is LINEAR
+                              floating[:, :, :, ::1] dk,        # OUT (kh, kw, c, m) dL/dk, or None
+                              floating[::1] db,                 # OUT (c*m,) dL/db, or None
+                              floating[:, :, :, ::1] dx,        # OUT (n, h, w, c) dL/dx, or None
+                              floating[:, ::1] dk_part,         # scratch (groups, kh*kw*c*m)
+                              floating[:, ::1] db_part,         # scratch (groups, c*m)
+                              int sh, int sw, int pt, int pl, int dh, int dw,
+                              int act, double alpha, bint accumulate, int n_threads):
+    """dz := dy * f'(z);  dk (+)= sum x * dz over images and positions;  db (+)= sum dz;
+    dx[.., c] := sum_{taps, j} dz[.., c*m + j] k[.., c, j]. Group partial sums as in conv2d_backward."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
+    cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
+    cdef int cm = c * m, ng = dk_part.shape[0], nt = max(1, min(n_threads, ng)), t, g0, g1, grp, img
+    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow, ksize = <Py_ssize_t>kh * kw * cm
+    cdef bint want_dx = dx is not None, want_dk = dk is not None, want_db = db is not None
+    cdef const floating* g
+    cdef const floating* xp
+    cdef const floating* kp
+    cdef floating* dxp
+    cdef floating* dkp
+    cdef floating* dbp
+    cdef floating s
+    if n == 0 or ohw == 0 or ng == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        g0 = block_start(ng, nt, t)
+        g1 = block_start(ng, nt, t + 1)
+        for grp in range(g0, g1):
+            dkp = &dk_part[grp, 0]
+            dbp = &db_part[grp, 0]
+            for p in range(ksize):
+                dkp[p] = 0
+            for ci in range(cm):
+                dbp[ci] = 0
+            for img in range(block_start(n, ng, grp), block_start(n, ng, grp + 1)):
+                # gradient with respect to the pre-activation
+                if act != LINEAR:
+                    rows_backward(act, alpha, &z[0, 0, 0, 0], &y[0, 0, 0, 0], &dy[0, 0, 0, 0],
+                                  &dz[0, 0, 0, 0], img * ohw, (img + 1) * ohw, cm)
+                if want_dx:
+                    memset(&dx[img, 0, 0, 0], 0, <size_t>h * wd * c * sizeof(floating))
+                for p in range(oh):
+                    for q in range(ow):
+                        g = &dz[img, p, q, 0]
+                        # gradient with respect to the bias
+                        for ci in range(cm):
+                            dbp[ci] += g[ci]
+                        for i in range(kh):
+                            ih = p * sh - pt + i * dh
+                            if ih < 0 or ih >= h:
+                                continue
+                            for j in range(kw):
+                                iw = q * sw - pl + j * dw
+                                if iw < 0 or iw >= wd:
+                                    continue
+                                xp = &x[img, ih, iw, 0]
+                                kp = &k[i, j, 0, 0]
+                                # gradient with respect to the kernel tap (i, j)
+                                if want_dk:
+                                    for ci in range(c):
+                                        for mj in range(m):
+                                            dkp[(i * kw + j) * cm + ci * m + mj] += xp[ci] * g[ci * m + mj]
+                                # gradient with respect to the input cell (ih, iw)
+                                if want_dx:
+                                    dxp = &dx[img, ih, iw, 0]
+                                    for ci in range(c):
+                                        s = 0
+                                        for mj in range(m):
+                                            s = s + g[ci * m + mj] * kp[ci * m + mj]
+                                        dxp[ci] += s
+    # the groups' partial sums, added in group order
+    if want_dk:
+        sum_partials(&dk_part[0, 0], &dk[0, 0, 0, 0], ng, ksize, accumulate, n_threads)
+    if want_db:
+        sum_partials(&db_part[0, 0], &db[0], ng, cm, accumulate, 1)

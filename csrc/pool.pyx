@@ -1,0 +1,218 @@
+# Pooling over NHWC images (1-D pooling is the height-1 case), forward and backward side by side.
+#
+# Windows: output cell (oh, ow) covers input rows oh*sh - pt .. + kh - 1 and columns ow*sw - pl ..
+# + kw - 1; cells outside the image are padding and never count (max ignores them, average divides
+# by the number of real cells, as Keras/TF do with padding="same"). Threads split the batch; every
+# image's gradient is written by one thread in a fixed order, so results do not depend on the
+# thread count.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+from _blas cimport block_start
+
+
+# ------------------------------------------------------------------------------------ max pool
+def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
+                       floating[:, :, :, ::1] y,         # OUT (n, oh, ow, c) window maxima
+                       int[:, :, :, ::1] argmax,         # OUT (n, oh, ow, c) flat index in the image of each max
+                       int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
+    """y[n, oh, ow, c] := max over the window's real cells; argmax keeps where it was (first on ties)."""
+    cdef int n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t p, q, i, j, ci, ih, iw, ih0, ih1, iw0, iw1, base
+    cdef const floating* xp
+    cdef floating* yp
+    cdef int* ap
+    if n == 0 or oh == 0 or ow == 0 or c == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            for p in range(oh):
+                ih0 = max(p * sh - pt, 0)
+                ih1 = min(p * sh - pt + kh, h)
+                for q in range(ow):
+                    iw0 = max(q * sw - pl, 0)
+                    iw1 = min(q * sw - pl + kw, w)
+                    yp = &y[img, p, q, 0]
+                    ap = &argmax[img, p, q, 0]
+                    # start from the window's first real cell (every window holds at least one)
+                    base = (ih0 * w + iw0) * c
+                    xp = &x[img, 0, 0, 0] + base
+                    for ci in range(c):
+                        yp[ci] = xp[ci]
+                        ap[ci] = <int>(base + ci)
+                    for ih in range(ih0, ih1):
+                        for iw in range(iw0, iw1):
+                            base = (ih * w + iw) * c
+                            xp = &x[img, 0, 0, 0] + base
+                            for ci in range(c):
+                                if xp[ci] > yp[ci]:
+                                    yp[ci] = xp[ci]
+                                    ap[ci] = <int>(base + ci)
+
+
+def max_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) dL/dy
+                        const int[:, :, :, ::1] argmax,    # IN  (n, oh, ow, c) from the forward pass
+                        floating[:, :, :, ::1] dx,         # OUT (n, h, w, c) dL/dx
+                        int n_threads):
+    """dx := 0, then each output's gradient goes to the input cell that held its maximum."""
+    cdef int n = dx.shape[0], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t k, per_out = <Py_ssize_t>dy.shape[1] * dy.shape[2] * dy.shape[3]
+    cdef Py_ssize_t per_in = <Py_ssize_t>dx.shape[1] * dx.shape[2] * dx.shape[3]
+    cdef floating* dxp
+    cdef const floating* dyp
+    cdef const int* ap
+    if n == 0 or per_in == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            dxp = &dx[img, 0, 0, 0]
+            memset(dxp, 0, per_in * sizeof(floating))
+            if per_out == 0:
+                continue
+            dyp = &dy[img, 0, 0, 0]
+            ap = &argmax[img, 0, 0, 0]
+            # gradient with respect to the input: only the arg-max of each window receives it
+            for k in range(per_out):
+                dxp[ap[k]] += dyp[k]
+
+
+# -------------------------------------------------------------------------------- average pool
+def avg_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
+                       floating[:, :, :, ::1] y,         # OUT (n, oh, ow, c) window means
+                       int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
+    """y[n, oh, ow, c] := mean over the window's real cells (padding is not counted)."""
+    cdef int n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t p, q, ci, ih, iw, ih0, ih1, iw0, iw1
+    cdef const floating* xp
+    cdef floating* yp
+    cdef floating inv
+    if n == 0 or oh == 0 or ow == 0 or c == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            for p in range(oh):
+                ih0 = max(p * sh - pt, 0)
+                ih1 = min(p * sh - pt + kh, h)
+                for q in range(ow):
+                    iw0 = max(q * sw - pl, 0)
+                    iw1 = min(q * sw - pl + kw, w)
+                    yp = &y[img, p, q, 0]
+                    for ci in range(c):
+                        yp[ci] = 0
+                    for ih in range(ih0, ih1):
+                        for iw in range(iw0, iw1):
+                            xp = &x[img, ih, iw, 0]
+                            for ci in range(c):
+                                yp[ci] += xp[ci]
+                    inv = <floating>1.0 / <floating>((ih1 - ih0) * (iw1 - iw0))
+                    for ci in range(c):
+                        yp[ci] = yp[ci] * inv
+
+
+def avg_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) dL/dy
+                        floating[:, :, :, ::1] dx,         # OUT (n, h, w, c) dL/dx
+                        int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
+    """dx := 0, then each output's gradient, divided by its count of real cells, goes to each of them."""
+    cdef int n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef int oh = dy.shape[1], ow = dy.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t p, q, ci, ih, iw, ih0, ih1, iw0, iw1
+    cdef const floating* gp
+    cdef floating* dxp
+    cdef floating inv
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            memset(&dx[img, 0, 0, 0], 0, <size_t>h * w * c * sizeof(floating))
+            for p in range(oh):
+                ih0 = max(p * sh - pt, 0)
+                ih1 = min(p * sh - pt + kh, h)
+                for q in range(ow):
+                    iw0 = max(q * sw - pl, 0)
+                    iw1 = min(q * sw - pl + kw, w)
+                    gp = &dy[img, p, q, 0]
+                    inv = <floating>1.0 / <floating>((ih1 - ih0) * (iw1 - iw0))
+                    # gradient with respect to the input: an equal share for every real cell
+                    for ih in range(ih0, ih1):
+                        for iw in range(iw0, iw1):
+                            dxp = &dx[img, ih, iw, 0]
+                            for ci in range(c):
+                                dxp[ci] += gp[ci] * inv
+
+
+# ------------------------------------------------------------------------------ global pooling
+def global_avg_pool_forward(const floating[:, :, ::1] x,   # IN  (n, cells, c): spatial axes flattened
+                            floating[:, ::1] y,            # OUT (n, c) means over the cells
+                            int n_threads):
+    """y[n, c] := mean over cells of x[n, cell, c] (summed in cell order)."""
+    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t k, ci
+    cdef floating inv
+    if n == 0 or c == 0:
+        return
+    inv = <floating>1.0 / <floating>max(cells, 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            for ci in range(c):
+                y[img, ci] = 0
+            for k in range(cells):
+                for ci in range(c):
+                    y[img, ci] += x[img, k, ci]
+            for ci in range(c):
+                y[img, ci] = y[img, ci] * inv
+
+
+def global_avg_pool_backward(const floating[:, ::1] dy,   # IN  (n, c) dL/dy
+                             floating[:, :, ::1] dx,      # OUT (n, cells, c) dL/dx
+                             int n_threads):
+    """dx[n, cell, c] := dy[n, c] / cells."""
+    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t k, ci
+    cdef floating inv
+    if n == 0 or c == 0 or cells == 0:
+        return
+    inv = <floating>1.0 / <floating>cells
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            for k in range(cells):
+                for ci in range(c):
+                    dx[img, k, ci] = dy[img, ci] * inv
+
+
+def global_max_pool_forward(const floating[:, :, ::1] x,   # IN  (n, cells, c)
+                            floating[:, ::1] y,            # OUT (n, c) maxima over the cells
+                            int[:, ::1] argmax,            # OUT (n, c) the cell of each maximum (first on ties)
+                            int n_threads):
+    """y[n, c] := max over cells of x[n, cell, c]."""
+    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t k, ci
+    if n == 0 or c == 0 or cells == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            for ci in range(c):
+                y[img, ci] = x[img, 0, ci]
+                argmax[img, ci] = 0
+            for k in range(1, cells):
+                for ci in range(c):
+                    if x[img, k, ci] > y[img, ci]:
+                        y[img, ci] = x[img, k, ci]
+                        argmax[img, ci] = <int>k
+
+
+def global_max_pool_backward(const floating[:, ::1] dy,      # IN  (n, c) dL/dy
+                             const int[:, ::1] argmax,       # IN  (n, c) from the forward pass
+                             floating[:, :, ::1] dx,         # OUT (n, cells, c) dL/dx
+                             int n_threads):
+    """dx := 0, then dx[n, argmax[n, c], c] := dy[n, c]."""
+    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef Py_ssize_t ci
+    if n == 0 or c == 0 or cells == 0:
+        return
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+            memset(&dx[img, 0, 0], 0, <size_t>cells * c * sizeof(floating))
+            for ci in range(c):
+                dx[img, argmax[img, ci], ci] = dy[img, ci]
