@@ -27,3 +27,20 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 cdef inline int block_start(int n, int n_blocks, int i) noexcept nogil:
     """First index of block i when n items are split into n_blocks near-equal contiguous blocks."""
     return <int>((<long long>n * i) // n_blocks)
+
+
+cdef inline int threads_for_work(long long work, long long grain, int max_blocks, int n_threads) noexcept nogil:
+    """How many threads a kernel should use: at most one per ``grain`` units of work (and per
+    block), so small problems stay on one thread instead of paying OpenMP's wake-up and barrier
+    costs (tens of microseconds when another process holds a core)."""
+    cdef long long t = work // grain
+    if t > n_threads:
+        t = n_threads
+    if t > max_blocks:
+        t = max_blocks
+    return <int>t if t > 1 else 1
+
+
+cdef enum:
+    GEMM_GRAIN = 1 << 20   # multiply-adds per thread, at least (~10 us of sgemm)
+    ELEMENT_GRAIN = 1 << 15  # elementwise operations per thread, at least

@@ -3,7 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from _activation cimport rows_forward, rows_backward
-from _blas cimport block_start
+from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
 
 
 def activation_forward(int code, double alpha,
@@ -11,7 +11,8 @@ def activation_forward(int code, double alpha,
                        floating[:, ::1] y,        # OUT f(z), may be z itself
                        int n_threads):
     """y := f(z)."""
-    cdef int rows = z.shape[0], n = z.shape[1], nb = max(1, min(n_threads, rows)), t
+    cdef int rows = z.shape[0], n = z.shape[1], t
+    cdef int nb = threads_for_work(<long long>rows * n, ELEMENT_GRAIN, rows, n_threads)
     if rows == 0:
         return
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
@@ -25,7 +26,8 @@ def activation_backward(int code, double alpha,
                         floating[:, ::1] dz,        # OUT dL/dz, may be dy itself
                         int n_threads):
     """dz := dy * f'(z) (softmax: the row-wise Jacobian-vector product)."""
-    cdef int rows = z.shape[0], n = z.shape[1], nb = max(1, min(n_threads, rows)), t
+    cdef int rows = z.shape[0], n = z.shape[1], t
+    cdef int nb = threads_for_work(<long long>rows * n, ELEMENT_GRAIN, rows, n_threads)
     if rows == 0:
         return
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):

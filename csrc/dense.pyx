@@ -6,7 +6,7 @@
 # every sum runs in the same order whatever the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
-from _blas cimport gemm, block_start
+from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
 
 
@@ -26,7 +26,7 @@ def dense_forward(const floating[:, ::1] x,   # IN  (batch, in)
                   int act, double alpha, int n_threads):
     """z := x @ W + b;  y := f(z)."""
     cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    cdef int nb = max(1, min(n_threads, m)), t, r0, r1
+    cdef int nb = threads_for_work(<long long>m * k * n, GEMM_GRAIN, m, n_threads), t, r0, r1
     cdef bint has_bias = b is not None
     if m == 0:
         return
@@ -65,7 +65,8 @@ def dense_backward(const floating[:, ::1] x,   # IN  (batch, in) the forward inp
     ``act`` may be LINEAR when the caller already holds dL/dz (fused softmax cross-entropy).
     """
     cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    cdef int nb = max(1, min(n_threads, m)), t, r0, r1, c0, c1, r, j
+    cdef long long macs = <long long>m * k * n
+    cdef int nb = threads_for_work(macs, GEMM_GRAIN, m, n_threads), t, r0, r1, c0, c1, r, j
     cdef bint want_dx = dx is not None, want_dw = dw is not None, want_db = db is not None
     cdef floating beta = 1 if accumulate else 0
     if m == 0:
@@ -81,7 +82,7 @@ def dense_backward(const floating[:, ::1] x,   # IN  (batch, in) the forward inp
                  <floating>0, &dx[r0, 0], k)
     # gradient with respect to the weights (split over input features) and the bias (split
     # over output features): each sum over the batch runs in row order in one thread.
-    nb = max(1, min(n_threads, max(k, n)))
+    nb = threads_for_work(macs, GEMM_GRAIN, max(k, n), n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         if want_dw:
             r0 = block_start(k, nb, t)

@@ -7,7 +7,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, fabs
 from _activation cimport sigmoid
-from _blas cimport block_start
+from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
 
 cdef enum:
     MSE = 0
@@ -117,7 +117,7 @@ def loss_dense(int code, double delta,
                int n_threads):
     """Return sum_i(w_i * loss_i) / batch and write its gradient; dense (one-hot/real) targets."""
     cdef Py_ssize_t m = y_pred.shape[0], n = y_pred.shape[1], i
-    cdef int nb = max(1, min(n_threads, <int>m)), t
+    cdef int nb = threads_for_work(m * n, ELEMENT_GRAIN, <int>m, n_threads), t
     cdef bint want_grad = grad is not None, weighted = sample_weight is not None
     cdef double w, total = 0.0
     if m == 0:
@@ -141,7 +141,7 @@ def loss_sparse(int code,
                 int n_threads):
     """Sparse categorical cross-entropy (code CCE or CCE_LOGITS) with integer labels."""
     cdef Py_ssize_t m = y_pred.shape[0], n = y_pred.shape[1], i, j, c
-    cdef int nb = max(1, min(n_threads, <int>m)), t
+    cdef int nb = threads_for_work(m * n, ELEMENT_GRAIN, <int>m, n_threads), t
     cdef bint want_grad = grad is not None, weighted = sample_weight is not None
     cdef bint logits = code == CCE_LOGITS
     cdef double w, total = 0.0, mx, s, q, e, scale

@@ -7,13 +7,14 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, fabs
+from _blas cimport threads_for_work
 
-cdef int PAR_MIN = 16384   # below this many elements a parallel region costs more than it saves
 cdef int N_CHUNKS = 64
 
 
 cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
-    return n_threads if n >= PAR_MIN else 1
+    # updates are memory-bound: a thread is worth waking for 128K elements or more
+    return threads_for_work(n, 1 << 17, N_CHUNKS, n_threads)
 
 
 def sgd_step(floating[::1] p, floating[::1] g, floating[::1] buf,

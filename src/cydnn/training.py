@@ -212,25 +212,28 @@ class Network:
             self._check_input_shapes([(None,) + tuple(s[1:]) for s in shapes])
             self._seen_shapes.add(key)
 
-    def _standardize_y(self, y, n, who):
+    def _standardize_y(self, y, xs, who):
+        n = xs[0].shape[0]
         ys = _as_list(y)
         if len(ys) != len(self.output_shapes):
             raise ValueError(f"{who}: expected {len(self.output_shapes)} target arrays (one per output), "
                              f"received {len(ys)}")
+        shapes = self._concrete_output_shapes(xs)
         out = []
-        for k, (yk, loss) in enumerate(zip(ys, self._losses)):
-            shape = (n,) + tuple(self._concrete_output_shape(k, n)[1:])
-            yk = loss.prepare_targets(yk, shape, self._dtype())
+        for yk, loss, shape in zip(ys, self._losses, shapes):
+            yk = loss.prepare_targets(yk, (n,) + tuple(shape[1:]), self._dtype())
             if yk.shape[0] != n:
                 raise ValueError(f"{who}: expected {n} target rows (as many as input samples), received {yk.shape[0]}")
             out.append(yk)
         return out
 
-    def _concrete_output_shape(self, k, n):
-        shape = self.output_shapes[k]
-        if any(s is None for s in shape[1:]):
-            return self._last_output_shapes[k]
-        return (n,) + tuple(shape[1:])
+    def _concrete_output_shapes(self, xs):
+        """Output shapes for these inputs; where a size is not fixed by the model (a sequence
+        length, say) it is read off an inference pass on the first sample."""
+        shapes = self.output_shapes
+        if any(s is None for shape in shapes for s in shape[1:]) and xs[0].shape[0] > 0:
+            shapes = [o.shape for o in self._forward([a[:1] for a in xs], training=False)]
+        return shapes
 
     def _dtype(self):
         for layer in self._graph_layers():
@@ -309,7 +312,6 @@ class Network:
         if apply:
             self.optimizer.apply(self._params, self._flat_grads, self._segments)
         self._update_metrics(ys, outs, sw)
-        self._last_output_shapes = [o.shape for o in outs]
         return value + penalty
 
     def _update_metrics(self, ys, outs, sw):
@@ -354,7 +356,7 @@ class Network:
         n = xs[0].shape[0]
         if y is None:
             raise ValueError("fit: expected targets y, received None")
-        ys = self._standardize_y(y, n, "fit")
+        ys = self._standardize_y(y, xs, "fit")
         sw = self._sample_weights(ys, sample_weight, class_weight, n)
         if check_finite_values:
             for a in xs:
@@ -369,7 +371,7 @@ class Network:
                 raise ValueError(f"fit: expected validation_data=(x_val, y_val) or (x_val, y_val, sample_weight), "
                                  f"received a sequence of {len(vd)}")
             vx = self._standardize_x(vd[0], "fit (validation_data)")
-            vy = self._standardize_y(vd[1], vx[0].shape[0], "fit (validation_data)")
+            vy = self._standardize_y(vd[1], vx, "fit (validation_data)")
             vsw = None if len(vd) == 2 or vd[2] is None else np.ascontiguousarray(vd[2], dtype=self._dtype())
             val = (vx, vy, vsw)
         elif validation_split > 0:
@@ -471,7 +473,7 @@ class Network:
         batch_size = check_positive_int(batch_size, "evaluate", "batch_size")
         xs = self._standardize_x(x, "evaluate")
         self._require_compiled("evaluate")
-        ys = self._standardize_y(y, xs[0].shape[0], "evaluate")
+        ys = self._standardize_y(y, xs, "evaluate")
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=self._dtype()).reshape(-1)
         cbs = CallbackList(_as_list(callbacks), self, {"verbose": verbose})
         cbs.on_test_begin()
@@ -513,7 +515,7 @@ class Network:
         """One optimizer step on one batch; returns its loss (and metrics)."""
         xs = self._standardize_x(x, "train_on_batch")
         self._require_compiled("train_on_batch")
-        ys = self._standardize_y(y, xs[0].shape[0], "train_on_batch")
+        ys = self._standardize_y(y, xs, "train_on_batch")
         sw = self._sample_weights(ys, sample_weight, class_weight, xs[0].shape[0])
         self._pack_parameters()
         self._set_input_grad_flags()
@@ -559,3 +561,21 @@ class Network:
 
     def _summary_layers(self):
         return self._graph_layers()
+
+    # ================================================================ saving (cydnn.saving does the work)
+    def save(self, path):
+        """Write the model (config, weights, compile settings, optimizer state) to one file;
+        ``cydnn.load_model(path)`` rebuilds it ready to resume training."""
+        from . import saving
+        saving.save_model(self, path)
+
+    def save_weights(self, path):
+        """Write only the weights, by layer name (e.g. ``model.save_weights('m.weights.npz')``)."""
+        from . import saving
+        saving.save_weights(self, path)
+
+    def load_weights(self, path, skip_mismatch=False, by_name=True):
+        """Load weights written by save_weights (or save): by layer name, or by position with
+        ``by_name=False``; ``skip_mismatch`` skips (with a warning) layers whose shapes differ."""
+        from . import saving
+        saving.load_weights(self, path, skip_mismatch=skip_mismatch, by_name=by_name)
