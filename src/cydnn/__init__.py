@@ -16,6 +16,8 @@ from .backend import floatx, set_floatx, set_random_seed
 from .models import Sequential
 from .perceptron import Perceptron
 from .serialization import register_serializable
+from .saving import load_model
+from . import pruning, saving
 from .threads import get_num_threads, openmp_enabled, set_num_threads
 
 __all__ = [
@@ -24,3 +26,4 @@ __all__ = [
     "get_num_threads", "openmp_enabled", "set_floatx", "floatx", "set_random_seed",
     "register_serializable", "__version__",
 ]
+__all__ += ["load_model", "pruning", "saving"]

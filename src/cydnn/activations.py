@@ -72,6 +72,14 @@ def get(identifier):
     if isinstance(identifier, Activation):
         return identifier
     if isinstance(identifier, dict):
+        if "class_name" in identifier:  # a custom Activation subclass, registered for saving
+            from .serialization import get_registered_object
+            cls = get_registered_object(identifier["class_name"])
+            if cls is None:
+                raise ValueError(f"Unknown activation class {identifier['class_name']!r}: register it with "
+                                 f"@cydnn.register_serializable() (or pass custom_objects when loading)")
+            config = identifier.get("config") or {}
+            return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
         return Activation(_resolve(identifier.get("name")), identifier.get("alpha"))
     if identifier is None or isinstance(identifier, str):
         return Activation(_resolve(identifier))
@@ -80,7 +88,10 @@ def get(identifier):
 
 
 def serialize(activation):
-    return get(activation).get_config()
+    act = get(activation)
+    if type(act) is not Activation:  # a custom subclass: saved under its registered class name
+        return {"class_name": getattr(type(act), "_registered_name", type(act).__name__), "config": act.get_config()}
+    return act.get_config()
 
 
 def _resolve(name):

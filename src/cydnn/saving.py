@@ -1,0 +1,656 @@
+"""Saving and loading models and weights: one self-checking zip file per save.
+
+    model.save("digits.cydnn")                 # architecture, weights, compile settings, optimizer state
+    model = cydnn.load_model("digits.cydnn")   # built, weights loaded, compiled: fit() resumes training
+    model.save_weights("digits.weights.npz")   # weights only, by layer name
+    model.load_weights("digits.weights.npz", skip_mismatch=True)
+
+File layout (a plain zip archive; ``unzip -l`` lists it, ``numpy.load`` reads the arrays):
+
+    config.json                      format name and version, cydnn version, kind ("model" or
+                                     "weights"), the model's class and get_config(), its input
+                                     shapes, the compile settings, the weight manifest, the
+                                     optimizer state manifest and the random generators' state
+    weights/<k>_<layer>/<i>_<w>.npy  one array per weight (the manifest maps them to layer names)
+    optimizer/<slot>.npy             the optimizer's flat slot buffers (momentum, Adam moments...)
+    <zip comment>                    "cydnn-sha256:" + the SHA-256 of every byte before the digest
+
+The checksum makes any damage detectable: a truncated file, a flipped byte anywhere (even in a
+zip timestamp the zip CRCs do not cover) or a foreign file raises ``ModelFileError`` (a
+ValueError) naming the file and what is wrong, before anything is built.
+
+Optimizer slots are flat buffers laid out like the model's flat parameter buffer
+(``Network._layout``: (layer name, weight index) -> (offset, size)); the layout is saved with
+them and the loaded optimizer's slots are re-mapped onto the new model's layout.
+
+Writes are atomic: the file is written to a temporary file in the same directory, flushed,
+fsync'ed and renamed over the target with ``os.replace``; a save that fails part-way leaves
+the previous file untouched and no temporary file behind.
+
+What "resume" means. ``load_model`` restores the weights, the optimizer (its config, step
+count and slots) and the compile settings, so the next ``fit`` takes exactly the steps the
+original model would have taken -- given the same batches. Batches depend on the shuffling
+generator (``cydnn.backend.rng()``), and Dropout draws from it too. ``load_model`` itself never
+disturbs that generator (building the layers draws initial weights; the generator's state is
+restored afterwards), so within one process "train 2 epochs, save, load, train 2 more" equals
+"train 4 epochs". Across processes, pass ``restore_rng=True``: the file holds the generator's
+state at save time (and that of layers with their own seeded generator, e.g.
+``Dropout(seed=...)``), and loading puts it back.
+"""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+
+from . import backend, serialization
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError", "CorruptFileError",
+           "NewerFormatError", "UnknownObjectError", "custom_object_scope", "FORMAT_VERSION"]
+
+FORMAT = "cydnn"
+FORMAT_VERSION = 1
+_CONFIG = "config.json"
+_TRAILER_PREFIX = b"cydnn-sha256:"
+_DIGEST_LEN = 64  # hex characters of a SHA-256
+
+
+# ==================================================================== errors
+class ModelFileError(ValueError):
+    """A file that cannot be loaded: foreign, damaged, too new, or not matching the model.
+    The message starts with the file's path; ``.path`` holds it."""
+
+    def __init__(self, path, problem):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+class CorruptFileError(ModelFileError):
+    """The file is truncated or damaged (its checksum or structure does not hold)."""
+
+
+class NewerFormatError(ModelFileError):
+    """The file was written by a newer cydnn with a format this version cannot read."""
+
+
+class UnknownObjectError(ModelFileError):
+    """The file names a class (layer, activation, loss, optimizer...) that is not known here."""
+
+
+# ==================================================================== custom objects
+@contextlib.contextmanager
+def custom_object_scope(custom_objects):
+    """Make ``custom_objects`` ({name: class}) resolvable by name while loading, as if they had
+    been registered with ``@cydnn.register_serializable()``; the registry is restored on exit."""
+    registry = serialization._CUSTOM
+    added = {}
+    for key, obj in (custom_objects or {}).items():
+        names = {key, getattr(obj, "__name__", key)}
+        reg = getattr(obj, "_registered_name", None)
+        if reg:
+            names.add(reg)
+        for n in names:
+            added[n] = registry.get(n, _MISSING)
+            registry[n] = obj
+    try:
+        yield
+    finally:
+        for n, old in added.items():
+            if old is _MISSING:
+                registry.pop(n, None)
+            else:
+                registry[n] = old
+
+
+_MISSING = object()
+
+
+def _class_key(obj):
+    return getattr(type(obj), "_registered_name", type(obj).__name__)
+
+
+def _resolve_class(kind, class_name, builtins, path):
+    cls = serialization.get_registered_object(class_name) or builtins.get(class_name)
+    if cls is None:
+        raise UnknownObjectError(path, f"unknown {kind} class {class_name!r}. If it is a custom class, decorate it "
+                                       f"with @cydnn.register_serializable() before loading, or pass "
+                                       f"custom_objects={{{class_name.split('>')[-1]!r}: {class_name.split('>')[-1]}}}")
+    return cls
+
+
+# ==================================================================== the container
+def _to_json(obj, path, what):
+    def default(o):
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (tuple, set)):
+            return list(o)
+        raise TypeError(f"object of type {type(o).__name__} is not JSON serializable: {o!r}")
+    try:
+        return json.dumps(obj, default=default, indent=1, sort_keys=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"save {path}: cannot write the {what} as JSON ({e}). Every get_config() must return "
+                        f"plain values (numbers, strings, lists, dicts)") from e
+
+
+def _safe(name):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))[:64] or "_"
+
+
+def _write_archive(path, config, arrays):
+    """Write config.json and the arrays ({entry name: array}) to ``path`` atomically, with the
+    checksum trailer as the zip comment."""
+    path = os.fspath(path)
+    config_bytes = _to_json(config, path, "config")  # fails before any file is touched
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
+                zf.writestr(zipfile.ZipInfo(_CONFIG, date_time=(1980, 1, 1, 0, 0, 0)), config_bytes,
+                            compress_type=zipfile.ZIP_DEFLATED)
+                for name, arr in arrays.items():
+                    arr = np.ascontiguousarray(arr)
+                    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                    with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as entry:
+                        np.lib.format.write_array(entry, arr, allow_pickle=False)
+                zf.comment = _TRAILER_PREFIX + b"0" * _DIGEST_LEN
+            # the digest covers every byte before it (the zip comment is the file's last bytes)
+            f.flush()
+            size = f.seek(0, os.SEEK_END)
+            f.seek(0)
+            h = hashlib.sha256()
+            remaining = size - _DIGEST_LEN
+            while remaining > 0:
+                chunk = f.read(min(remaining, 1 << 20))
+                h.update(chunk)
+                remaining -= len(chunk)
+            f.seek(size - _DIGEST_LEN)
+            f.write(h.hexdigest().encode("ascii"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class _Archive:
+    """A verified cydnn file held in memory: ``config`` and ``array(name)``."""
+
+    def __init__(self, path, kind):
+        self.path = path = os.fspath(path)
+        with open(path, "rb") as f:  # a missing file raises FileNotFoundError naming it
+            data = f.read()
+        self._zip = self._verify(path, data)
+        try:
+            raw = self._zip.read(_CONFIG)
+            config = json.loads(raw.decode("utf-8"))
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
+            raise CorruptFileError(path, f"config.json cannot be read ({type(e).__name__}: {e})") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ModelFileError(path, "not a cydnn file: config.json does not declare format 'cydnn'")
+        version = config.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise CorruptFileError(path, f"invalid format_version {version!r} in config.json")
+        if version > FORMAT_VERSION:
+            raise NewerFormatError(path, f"written by a newer cydnn (file format version {version}, "
+                                         f"cydnn {config.get('cydnn_version', '?')}); this cydnn reads format "
+                                         f"versions up to {FORMAT_VERSION}: upgrade cydnn to load it")
+        if kind is not None and config.get("kind") not in kind:
+            expected = " or ".join(repr(k) for k in kind)
+            raise ModelFileError(path, f"expected a cydnn {expected} file, this one holds {config.get('kind')!r}"
+                                 + (" (load it with cydnn.load_model, or save weights with model.save_weights)"
+                                    if kind == ("model",) else ""))
+        self.config = config
+
+    @staticmethod
+    def _verify(path, data):
+        if len(data) == 0:
+            raise CorruptFileError(path, "the file is empty (an interrupted copy or save?)")
+        tail = data[-(len(_TRAILER_PREFIX) + _DIGEST_LEN):]
+        if tail.startswith(_TRAILER_PREFIX):
+            digest = hashlib.sha256(data[:-_DIGEST_LEN]).hexdigest().encode("ascii")
+            if tail[len(_TRAILER_PREFIX):] != digest:
+                raise CorruptFileError(path, "checksum mismatch: the file is corrupted (or was modified after it "
+                                             "was saved)")
+            try:
+                return zipfile.ZipFile(io.BytesIO(data))
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:  # only if forged
+                raise CorruptFileError(path, f"damaged zip structure ({e})") from None
+        if not data.startswith(b"PK\x03\x04"):
+            if len(data) < 4 and b"PK\x03\x04".startswith(data):
+                raise CorruptFileError(path, f"truncated: only {len(data)} bytes")
+            raise ModelFileError(path, f"not a cydnn file: expected a zip archive written by cydnn's save(), "
+                                       f"the file starts with {data[:8]!r}")
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            names = set(zf.namelist())
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, IndexError) as e:
+            raise CorruptFileError(path, f"truncated or corrupted: not a complete zip archive "
+                                         f"({type(e).__name__}: {e})") from None
+        if _CONFIG not in names:
+            raise ModelFileError(path, "not a cydnn file: a zip archive without cydnn's config.json "
+                                       "(a NumPy .npz or another tool's file?)")
+        raise CorruptFileError(path, "truncated or modified: the checksum trailer cydnn writes at the end of "
+                                     "the file is missing")
+
+    def array(self, name, shape=None, dtype_kinds="f"):
+        try:
+            with self._zip.open(name) as f:
+                arr = np.lib.format.read_array(f, allow_pickle=False)
+        except KeyError:
+            raise CorruptFileError(self.path, f"missing entry {name!r}") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            raise CorruptFileError(self.path, f"entry {name!r} cannot be read ({type(e).__name__}: {e})") from None
+        if arr.dtype.kind not in dtype_kinds or (shape is not None and tuple(arr.shape) != tuple(shape)):
+            raise CorruptFileError(self.path, f"entry {name!r} holds {arr.dtype} {arr.shape}, the manifest "
+                                              f"says {tuple(shape) if shape is not None else ''}")
+        return arr
+
+
+def _get(config, path, *keys):
+    """config[k1][k2]... with a CorruptFileError naming the missing key."""
+    cur = config
+    for k in keys:
+        try:
+            cur = cur[k]
+        except (KeyError, IndexError, TypeError):
+            raise CorruptFileError(path, f"config.json lacks {'/'.join(str(x) for x in keys)!r}") from None
+    return cur
+
+
+# ==================================================================== weights
+def _weight_owners(model, who):
+    """Layers that hold weights, in model order; their names must be unique."""
+    owners = [layer for layer in model.layers if layer._weights]
+    names = [layer.name for layer in owners]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{who}: layer names must be unique to save weights by name; {dup} appear more than once "
+                         f"in {type(model).__name__} '{model.name}'")
+    return owners
+
+
+def _weights_manifest(model, who):
+    manifest, arrays = [], {}
+    for k, layer in enumerate(_weight_owners(model, who)):
+        entries = []
+        for i, (wname, w) in enumerate(zip(layer._weight_names, layer._weights)):
+            entry = f"weights/{k:04d}_{_safe(layer.name)}/{i}_{_safe(wname)}.npy"
+            arrays[entry] = w
+            entries.append({"name": wname, "shape": list(w.shape), "dtype": w.dtype.name, "entry": entry})
+        manifest.append({"layer": layer.name, "class_name": _class_key(layer), "weights": entries})
+    return manifest, arrays
+
+
+def _read_weights(archive):
+    """{layer name: (class_name, [(weight name, array)])} from the manifest, every array read
+    and checked against it."""
+    path = archive.path
+    out = {}
+    manifest = _get(archive.config, path, "weights")
+    if not isinstance(manifest, list):
+        raise CorruptFileError(path, "config.json 'weights' is not a list")
+    for item in manifest:
+        try:
+            name, cls, entries = item["layer"], item["class_name"], item["weights"]
+            specs = [(e["name"], e["entry"], tuple(e["shape"])) for e in entries]
+        except (KeyError, TypeError) as e:
+            raise CorruptFileError(path, f"malformed weight manifest entry {item!r} ({e})") from None
+        out[name] = (cls, [(wname, archive.array(entry, shape)) for wname, entry, shape in specs])
+    return out
+
+
+def _plan_assignment(model, saved, path, skip_mismatch, by_name):
+    """Pairs (layer, [arrays]) to assign, after checking every shape: nothing is assigned when
+    any check fails (unless skip_mismatch, which skips those layers with a warning)."""
+    owners = [layer for layer in model.layers if layer._weights]
+    plan, problems = [], []
+    if by_name:
+        names = [layer.name for layer in owners]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"load_weights {path}: layer names {dup} appear more than once in "
+                             f"{type(model).__name__} '{model.name}'; load by position with by_name=False")
+        if owners and not any(layer.name in saved for layer in owners):
+            raise ModelFileError(path, f"no layer of {type(model).__name__} '{model.name}' ({names}) is in the "
+                                       f"file (which holds {list(saved)}); layer names differ -- load by position "
+                                       f"with by_name=False")
+        pairs = [(layer, saved.get(layer.name)) for layer in owners]
+    else:
+        items = list(saved.items())
+        if len(items) != len(owners) and not skip_mismatch:
+            raise ModelFileError(path, f"the file holds weights for {len(items)} layers, {type(model).__name__} "
+                                       f"'{model.name}' has {len(owners)} layers with weights")
+        pairs = [(layer, items[k][1] if k < len(items) else None) for k, layer in enumerate(owners)]
+    for layer, entry in pairs:
+        if entry is None:
+            problems.append((layer, f"layer '{layer.name}' has no weights in the file"))
+            continue
+        _, arrays = entry
+        expected = [(n, w.shape) for n, w in zip(layer._weight_names, layer._weights)]
+        got = [(n, a.shape) for n, a in arrays]
+        if [s for _, s in expected] != [s for _, s in got]:
+            problems.append((layer, f"layer '{layer.name}' expects weights "
+                                    f"{', '.join(f'{n} {s}' for n, s in expected)}; the file has "
+                                    f"{', '.join(f'{n} {s}' for n, s in got) or 'none'}"))
+            continue
+        plan.append((layer, [a for _, a in arrays]))
+    if problems:
+        if not skip_mismatch:
+            raise ModelFileError(path, "weights do not match the model: " + "; ".join(p for _, p in problems)
+                                 + " (pass skip_mismatch=True to skip these layers)")
+        for _, p in problems:
+            warnings.warn(f"load_weights {path}: skipping {p}", stacklevel=3)
+    return plan
+
+
+def _assign(plan):
+    for layer, arrays in plan:
+        for cur, new in zip(layer._weights, arrays):
+            np.copyto(cur, new.astype(cur.dtype, copy=False))
+
+
+# ==================================================================== compile settings
+def _serialize_compile(model, path):
+    from . import losses, optimizers
+
+    def loss_spec(s):
+        if s is None or isinstance(s, str):
+            return s
+        if isinstance(s, losses.Loss):
+            return {"class_name": _class_key(s), "config": s.get_config()}
+        if isinstance(s, type) and issubclass(s, losses.Loss):
+            return {"class_name": getattr(s, "_registered_name", s.__name__), "config": {}}
+        raise TypeError(f"save {path}: cannot save loss {s!r}: use a loss name or a cydnn.losses.Loss")
+
+    def metric_spec(m):
+        if isinstance(m, str):
+            return m
+        if isinstance(m, (list, tuple)):
+            return [metric_spec(x) for x in m]
+        if isinstance(m, dict):
+            return {k: metric_spec(v) for k, v in m.items()}
+        if hasattr(m, "get_config"):
+            return {"class_name": _class_key(m), "config": m.get_config()}
+        raise TypeError(f"save {path}: cannot save metric {m!r}: use a metric name or a cydnn.metrics.Metric")
+
+    spec = model._loss_spec
+    if isinstance(spec, dict):
+        loss = {"dict": {k: loss_spec(v) for k, v in spec.items()}}
+    elif isinstance(spec, (list, tuple)):
+        loss = {"list": [loss_spec(v) for v in spec]}
+    else:
+        loss = {"single": loss_spec(spec)}
+    opt = model.optimizer
+    try:
+        opt_config = {"class_name": _class_key(opt), "config": opt.get_config()}
+    except Exception as e:
+        raise TypeError(f"save {path}: cannot serialize the optimizer {type(opt).__name__}: {e}") from e
+    return {"optimizer": opt_config, "loss": loss, "metrics": metric_spec(model._metric_spec or []),
+            "loss_weights": model._loss_weights}
+
+
+def _deserialize_compile(cfg, path):
+    from . import losses, metrics, optimizers
+
+    def loss_obj(s):
+        if s is None or isinstance(s, str):
+            return s
+        cls = _resolve_class("loss", s["class_name"], losses._CLASSES, path)
+        return cls(**s.get("config", {}))
+
+    def metric_obj(m):
+        if isinstance(m, str):
+            return m
+        if isinstance(m, list):
+            return [metric_obj(x) for x in m]
+        if isinstance(m, dict) and "class_name" not in m:
+            return {k: metric_obj(v) for k, v in m.items()}
+        builtins = {c.__name__: c for c in vars(metrics).values() if isinstance(c, type)}
+        cls = _resolve_class("metric", m["class_name"], builtins, path)
+        return cls.from_config(m["config"]) if hasattr(cls, "from_config") else cls(**m.get("config", {}))
+
+    o = _get(cfg, path, "optimizer")
+    opt_cls = _resolve_class("optimizer", _get(o, path, "class_name"), optimizers._CLASSES, path)
+    optimizer = opt_cls.from_config(o.get("config", {}))
+    loss = _get(cfg, path, "loss")
+    if "dict" in loss:
+        loss = {k: loss_obj(v) for k, v in loss["dict"].items()}
+    elif "list" in loss:
+        loss = [loss_obj(v) for v in loss["list"]]
+    else:
+        loss = loss_obj(_get(loss, path, "single"))
+    return dict(optimizer=optimizer, loss=loss, metrics=metric_obj(cfg.get("metrics") or []) or None,
+                loss_weights=cfg.get("loss_weights"))
+
+
+# ==================================================================== random generators
+def _rng_states(model):
+    layers = {layer.name: layer._rng.bit_generator.state for layer in model.layers
+              if isinstance(getattr(layer, "_rng", None), np.random.Generator)}
+    return {"global": backend.rng().bit_generator.state, "layers": layers}
+
+
+def _restore_rngs(model, states, path):
+    try:
+        if states.get("global") is not None:
+            backend.rng().bit_generator.state = states["global"]
+        for layer in model.layers:
+            st = states.get("layers", {}).get(layer.name)
+            if st is not None and isinstance(getattr(layer, "_rng", None), np.random.Generator):
+                layer._rng.bit_generator.state = st
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(path, f"cannot restore the random generator state ({e})") from None
+
+
+@contextlib.contextmanager
+def _rng_untouched():
+    """Building layers draws initial weights from cydnn's generator; loading overwrites those
+    weights, so put the generator back where it was (loading must not change later shuffles)."""
+    gen = backend.rng()
+    state = gen.bit_generator.state
+    legacy = np.random.get_state()
+    try:
+        yield
+    finally:
+        gen.bit_generator.state = state
+        np.random.set_state(legacy)
+
+
+# ==================================================================== model classes
+def _model_classes():
+    from . import models
+    classes = {"Sequential": models.Sequential}
+    try:
+        from . import functional
+    except ImportError:
+        functional = None
+    if functional is not None:
+        for name in ("Model", "Functional"):
+            cls = getattr(functional, name, None)
+            if isinstance(cls, type):
+                classes[name] = cls
+    return classes
+
+
+def _layer_class_names(config):
+    """Every layer class name a model config mentions (to report unknown ones up front)."""
+    found = []
+    if isinstance(config, dict):
+        for layer in config.get("layers", []) or []:
+            if isinstance(layer, dict) and "class_name" in layer:
+                found.append(layer["class_name"])
+                found += _layer_class_names(layer.get("config"))
+    return found
+
+
+# ==================================================================== public API
+def save_model(model, path):
+    """Write the whole model to ``path`` (one zip file, atomically): its class and config,
+    weights, compile settings and optimizer state. Reload it with ``cydnn.load_model``."""
+    from . import __version__
+    if not hasattr(model, "get_config"):
+        raise TypeError(f"save: expected a cydnn model, received {model!r}")
+    path = os.fspath(path)
+    who = f"save {path}"
+    try:
+        model_config = model.get_config()
+    except NotImplementedError as e:
+        raise TypeError(f"{who}: {type(model).__name__} '{model.name}' has no get_config(): {e}") from e
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "cydnn_version": __version__, "kind": "model",
+              "model": {"class_name": getattr(type(model), "_registered_name", type(model).__name__),
+                        "config": model_config},
+              "built": bool(model.built),
+              "input_shapes": [list(s) for s in model.input_shapes] if model.built else None}
+    arrays = {}
+    if model.built:
+        config["weights"], arrays = _weights_manifest(model, who)
+    else:
+        config["weights"] = []
+    config["compile"] = None
+    config["optimizer_state"] = None
+    if model.compiled:
+        config["compile"] = _serialize_compile(model, path)
+        state = model.optimizer.get_state()
+        slots = state["slots"]
+        layout = [[name, idx, off, n] for (name, idx), (off, n) in model._layout.items()]
+        total = sum(n for _, _, _, n in layout)
+        if any(v.ndim != 1 or v.shape[0] != total for v in slots.values()):
+            warnings.warn(f"{who}: the optimizer's slots do not match the model's parameter layout (was the "
+                          f"optimizer used elsewhere?); its slots are not saved", stacklevel=3)
+            slots = {}
+        entries = {}
+        for k, (name, value) in enumerate(sorted(slots.items())):
+            entry = f"optimizer/{k:02d}_{_safe(name)}.npy"
+            arrays[entry] = value
+            entries[name] = entry
+        config["optimizer_state"] = {"iterations": int(state["iterations"]), "slots": entries, "layout": layout}
+    config["rng"] = _rng_states(model)
+    _write_archive(path, config, arrays)
+
+
+def load_model(path, custom_objects=None, compile=True, restore_rng=False):
+    """Rebuild a model saved with ``model.save(path)``: built, weights loaded and (when it was
+    compiled and ``compile``) compiled with its optimizer's step count and slots, so ``fit``
+    resumes where it stopped. ``custom_objects`` ({name: class}) resolves custom layers,
+    activations, losses or optimizers that were not registered with
+    ``@cydnn.register_serializable()``. ``restore_rng=True`` also restores cydnn's random
+    generator (shuffling, dropout) to its state at save time, for exact resumption in another
+    process. Raises ModelFileError (a ValueError) for foreign, damaged or too new files."""
+    archive = _Archive(path, kind=("model",))
+    path, config = archive.path, archive.config
+    saved = _read_weights(archive)  # every array read and checked before anything is built
+    model_cfg = _get(config, path, "model")
+    with custom_object_scope(custom_objects):
+        cls = _resolve_class("model", _get(model_cfg, path, "class_name"), _model_classes(), path)
+        for name in _layer_class_names(model_cfg.get("config")):
+            from . import layers as layers_mod
+            if serialization.get_registered_object(name) is None and not isinstance(
+                    getattr(layers_mod, name, None), type):
+                _resolve_class("layer", name, {}, path)  # raises UnknownObjectError
+        with _rng_untouched():
+            try:
+                model = cls.from_config(_get(model_cfg, path, "config"))
+                if config.get("built") and not model.built:
+                    shapes = [tuple(s) for s in _get(config, path, "input_shapes")]
+                    model.build(shapes if len(shapes) > 1 else shapes[0])
+            except ModelFileError:
+                raise
+            except (ValueError, TypeError, KeyError) as e:
+                raise ModelFileError(path, f"cannot rebuild the {model_cfg.get('class_name')} from its config "
+                                           f"({type(e).__name__}: {e})") from e
+        if model.built:
+            _assign(_plan_assignment(model, saved, path, skip_mismatch=False, by_name=True))
+        compile_cfg = config.get("compile")
+        if compile and compile_cfg:
+            try:
+                kwargs = _deserialize_compile(compile_cfg, path)
+                model.compile(**kwargs)
+            except ModelFileError:
+                raise
+            except (ValueError, TypeError, KeyError) as e:
+                raise ModelFileError(path, f"cannot restore the compile settings ({type(e).__name__}: {e})") from e
+            _restore_optimizer(model, archive, config.get("optimizer_state"), path)
+    if restore_rng and config.get("rng"):
+        _restore_rngs(model, config["rng"], path)
+    return model
+
+
+def _restore_optimizer(model, archive, state, path):
+    if not state:
+        return
+    try:
+        layout = {(name, int(idx)): (int(off), int(n)) for name, idx, off, n in state["layout"]}
+        iterations = int(state["iterations"])
+        entries = dict(state["slots"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptFileError(path, f"malformed optimizer state ({e})") from None
+    total = sum(n for _, n in layout.values())
+    slots = {name: archive.array(entry, (total,)) for name, entry in entries.items()}
+    if not model.built:
+        model.optimizer.set_state({"iterations": iterations, "slots": {}})
+        return
+    model._pack_parameters()
+    opt = model.optimizer
+    opt.set_state({"iterations": iterations, "slots": slots})
+    dtype = model._params.dtype
+    opt._slots = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in opt._slots.items()}
+    if slots:
+        opt.remap_slots(layout, model._layout)
+
+
+def save_weights(model, path):
+    """Write only the weights of ``model`` to ``path`` (one zip file, by layer name)."""
+    from . import __version__
+    path = os.fspath(path)
+    who = f"save_weights {path}"
+    if not model.built:
+        raise ValueError(f"{who}: {type(model).__name__} '{model.name}' is not built, it has no weights yet; "
+                         f"call build(input_shape) or fit/predict first")
+    manifest, arrays = _weights_manifest(model, who)
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "cydnn_version": __version__, "kind": "weights",
+              "model_class": type(model).__name__, "model_name": model.name,
+              "input_shapes": [list(s) for s in model.input_shapes], "weights": manifest}
+    _write_archive(path, config, arrays)
+
+
+def load_weights(model, path, skip_mismatch=False, by_name=True):
+    """Load weights saved by ``save_weights`` (or ``save``) into ``model``.
+
+    ``by_name=True`` matches layers by name (layers in the file that the model lacks are
+    ignored, so a base network's weights load into a bigger model); ``by_name=False`` matches
+    the layers that hold weights by position. A layer missing from the file or whose weight
+    shapes differ raises ModelFileError, or with ``skip_mismatch=True`` is skipped with a
+    warning. Every check runs before any weight is written. An unbuilt model is first built
+    for the input shapes recorded in the file."""
+    archive = _Archive(path, kind=("weights", "model"))
+    saved = _read_weights(archive)
+    if not model.built:
+        shapes = archive.config.get("input_shapes")
+        if not shapes:
+            raise ModelFileError(archive.path, f"{type(model).__name__} '{model.name}' is not built and the file "
+                                               f"records no input shape; call model.build(input_shape) first")
+        shapes = [tuple(s) for s in shapes]
+        model.build(shapes if len(shapes) > 1 else shapes[0])
+    _assign(_plan_assignment(model, saved, archive.path, skip_mismatch, by_name))
