@@ -249,7 +249,9 @@ class Network:
         buf = self._gather.get(key)
         if buf is None or buf.shape != shape or buf.dtype != arr.dtype:
             buf = self._gather[key] = np.empty(shape, dtype=arr.dtype)
-        np.take(arr, idx, axis=0, out=buf)
+        # idx is a slice of a permutation of range(n), always in range: mode="clip" writes straight
+        # into buf, where the default mode="raise" buffers the whole batch in a temporary first
+        np.take(arr, idx, axis=0, out=buf, mode="clip")
         return buf
 
     def _sample_weights(self, ys, sample_weight, class_weight, n):
