@@ -160,7 +160,7 @@ class Dropout(Layer):
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
         mask = self.buffer("mask", shape)
-        (self._rng or backend.rng()).random(out=mask)
+        (self._rng or backend.rng()).random(dtype=mask.dtype, out=mask)
         # mask := (u >= rate) / (1 - rate), computed in place
         np.greater_equal(mask, self.rate, out=mask, casting="unsafe")
         mask *= 1.0 / (1.0 - self.rate)
