@@ -168,6 +168,7 @@ cdef inline void rows_backward(int code, double alpha, const floating* z, const 
     """dz[r0:r1, :] = dy * f'(z) (softmax: dz = y * (dy - <dy, y>) per row). dz may alias dy."""
     cdef Py_ssize_t r, j, e = r1 * n
     cdef double dot
+    cdef floating g
     if code == SOFTMAX:
         for r in range(r0, r1):
             dot = 0.0
@@ -176,8 +177,11 @@ cdef inline void rows_backward(int code, double alpha, const floating* z, const 
             for j in range(r * n, (r + 1) * n):
                 dz[j] = <floating>(y[j] * (dy[j] - dot))
     elif code == RELU:
+        # dy[j] read unconditionally: a branch-free select the compiler vectorises (the
+        # conditional read compiled to a branch, mispredicted half the time on real data)
         for j in range(r0 * n, e):
-            dz[j] = dy[j] if z[j] > 0 else 0
+            g = dy[j]
+            dz[j] = g if z[j] > 0 else 0
     elif code == LINEAR:
         if dz != dy:
             for j in range(r0 * n, e):
