@@ -6,3 +6,4 @@ from .convolutional import Conv1D, Conv2D, DepthwiseConv2D, ZeroPadding1D, ZeroP
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from .normalization import BatchNormalization, LayerNormalization

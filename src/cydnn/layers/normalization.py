@@ -1,0 +1,291 @@
+"""Normalization layers: BatchNormalization and LayerNormalization (Keras names, defaults, semantics).
+
+Both reduce to a 2-D problem (rows, features) solved by compiled kernels (csrc/norm.pyx) whose sums
+over rows run in a fixed order, so results do not depend on the thread count.
+"""
+import math
+
+import numpy as np
+
+from .. import initializers, regularizers, threads
+from .._kernels import norm as _norm
+from .._validation import check_fraction, check_positive_float, check_shape, describe
+from .base import Layer
+
+
+def _check_int_axis(axis, who):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{who}: expected axis to be an int, received axis={axis!r}")
+    return int(axis)
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel with the statistics of the batch (training) or moving averages
+    of them (inference), then scales by ``gamma`` and shifts by ``beta``:
+
+        y = (x - mean) / sqrt(var + epsilon) * gamma + beta
+
+    Args:
+        axis: the channel axis (default -1: features of (batch, features), channels of NWC/NHWC
+            images, features of (batch, time, features) sequences). Statistics are taken over
+            every other axis. Any axis but the batch axis works; a non-last axis costs a transpose.
+        momentum: moving = momentum * moving + (1 - momentum) * batch statistic, in [0, 1].
+        epsilon: added to the variance, > 0.
+        center, scale: learn ``beta`` / ``gamma`` (otherwise beta = 0, gamma = 1).
+        beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer,
+        beta_regularizer, gamma_regularizer: as in Keras.
+
+    Weights (Keras order): gamma (C,) and beta (C,), trainable, each only when enabled by
+    ``scale``/``center``; moving_mean (C,) and moving_variance (C,), non-trainable (their
+    ``grads`` entries are None).
+
+    Training (``training=True`` and ``trainable``): the batch mean and the *biased* batch
+    variance normalize the batch, and the moving statistics are updated with that same biased
+    variance (as Keras does; PyTorch's running_var uses the unbiased one). Inference, and any
+    call while ``trainable`` is False (a frozen layer for transfer learning, as in Keras): the
+    moving statistics normalize and are not updated.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        who = describe(self)
+        self.axis = _check_int_axis(axis, who)
+        self.momentum = check_fraction(momentum, who, "momentum", high_open=False)
+        self.epsilon = check_positive_float(epsilon, who, "epsilon")
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    # ----------------------------------------------------------------- building
+    def _channel_axis(self, rank):
+        return self.axis + rank if self.axis < 0 else self.axis
+
+    def validate_input_shape(self, input_shape):
+        rank = len(input_shape)
+        axis = self._channel_axis(rank)
+        if rank < 2:
+            raise ValueError(f"{describe(self)}: expected input of rank >= 2 (batch, ..., channels), "
+                             f"received shape {tuple(input_shape)}")
+        if not 1 <= axis < rank:
+            raise ValueError(f"{describe(self)}: expected axis in [1, {rank - 1}] or [-{rank - 1}, -1] (not the "
+                             f"batch axis) for input of rank {rank}, received axis={self.axis}")
+        if input_shape[axis] is None:
+            raise ValueError(f"{describe(self)}: expected a known size on the channel axis {self.axis}, "
+                             f"received shape {tuple(input_shape)}")
+
+    def build(self, input_shape):
+        self._axis = self._channel_axis(len(input_shape))
+        self._channels = int(input_shape[self._axis])
+        shape = (self._channels,)
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+        self._mm = len(self._weights)
+        self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
+        self.add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
+
+    def check_input(self, x):
+        expected = [None] * len(self.input_shape)
+        expected[self._axis] = self._channels
+        check_shape(x, tuple(expected), describe(self))
+
+    @property
+    def gamma(self):
+        return self._weights[0] if self.scale else None
+
+    @property
+    def beta(self):
+        return self._weights[int(self.scale)] if self.center else None
+
+    @property
+    def moving_mean(self):
+        return self._weights[self._mm]
+
+    @property
+    def moving_variance(self):
+        return self._weights[self._mm + 1]
+
+    # ----------------------------------------------------------------- running
+    def _to_rows(self, a, key):
+        """a as a C-contiguous (rows, C) array: a view for the last axis, a transposed copy otherwise."""
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        if self._axis == a.ndim - 1:
+            return a.reshape(-1, self._channels)
+        moved = np.moveaxis(a, self._axis, -1)
+        buf = self.buffer(key, moved.shape)
+        np.copyto(buf, moved)
+        return buf.reshape(-1, self._channels)
+
+    def _from_rows(self, rows, shape, key):
+        """Inverse of _to_rows for an output of the given (original) shape."""
+        if self._axis == len(shape) - 1:
+            return rows.reshape(shape)
+        a = self._axis
+        moved_shape = tuple(shape[:a]) + tuple(shape[a + 1:]) + (shape[a],)
+        out = self.buffer(key, shape)
+        np.copyto(out, np.moveaxis(rows.reshape(moved_shape), -1, self._axis))
+        return out
+
+    def _scratch(self, rows):
+        c = self._channels
+        partials = self.buffer("partials", (_norm.norm_chunks(rows, c), 2, c), np.float64)
+        return partials, self.buffer("coef", (4, c))
+
+    def forward(self, x, training=False):
+        x2 = self._to_rows(x, "x_t")
+        rows = x2.shape[0]
+        self._batch_stats = bool(training) and self.trainable
+        self._x_shape = x.shape
+        y2 = self.buffer("y", x2.shape)
+        stats = self.buffer("stats", (2, self._channels), np.float64)
+        partials, coef = self._scratch(rows)
+        _norm.batch_norm_forward(x2, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+                                 stats, partials, coef, y2, self._batch_stats, self.momentum,
+                                 self.epsilon, threads.get_num_threads())
+        self._x2 = x2
+        return self._from_rows(y2, x.shape, "y_t")
+
+    def backward(self, dy):
+        dy2 = self._to_rows(dy, "dy_t")
+        train = self.trainable
+        dgamma = self._grads[0] if (train and self.scale) else None
+        dbeta = self._grads[int(self.scale)] if (train and self.center) else None
+        dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
+        partials, coef = self._scratch(dy2.shape[0])
+        _norm.batch_norm_backward(self._x2, dy2, self.gamma, self._buffers["stats"], dgamma, dbeta, dx2,
+                                  partials, coef, self._batch_stats, self.accumulate_grads,
+                                  threads.get_num_threads())
+        return None if dx2 is None else self._from_rows(dx2, self._x_shape, "dx_t")
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis (or trailing axes), then scales by ``gamma``
+    and shifts by ``beta`` elementwise:
+
+        y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta
+
+    with the mean and biased variance taken over ``axis`` for each sample (and each time step of
+    a sequence). Training and inference compute the same thing.
+
+    Args:
+        axis: -1 (default), or a list of trailing axes normalized together (e.g. [-2, -1]);
+            the batch axis and non-trailing axes are refused.
+        epsilon: added to the variance, > 0.
+        center, scale: learn ``beta`` / ``gamma``.
+        beta_initializer, gamma_initializer, beta_regularizer, gamma_regularizer: as in Keras.
+
+    Weights (Keras order): gamma and beta, each of the normalized axes' shape (``(features,)``
+    for axis=-1), each only when enabled.
+
+    A sequence mask passes through unchanged (each time step is normalized on its own).
+    """
+
+    supports_masking = True
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        who = describe(self)
+        if isinstance(axis, (list, tuple)):
+            if not axis:
+                raise ValueError(f"{who}: expected axis to be an int or a non-empty list of ints, received axis={axis!r}")
+            self.axis = [_check_int_axis(a, who) for a in axis]
+        else:
+            self.axis = _check_int_axis(axis, who)
+        self.epsilon = check_positive_float(epsilon, who, "epsilon")
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _axes(self, rank):
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        return sorted({a + rank if a < 0 else a for a in axes})
+
+    def validate_input_shape(self, input_shape):
+        rank = len(input_shape)
+        axes = self._axes(rank)
+        if rank < 2:
+            raise ValueError(f"{describe(self)}: expected input of rank >= 2 (batch, ..., features), "
+                             f"received shape {tuple(input_shape)}")
+        if axes[0] < 1 or axes[-1] >= rank or axes != list(range(axes[0], rank)):
+            raise ValueError(f"{describe(self)}: expected axis to be the last axis or a list of trailing axes "
+                             f"(not the batch axis) of an input of rank {rank}, received axis={self.axis!r}")
+        if any(input_shape[a] is None for a in axes):
+            raise ValueError(f"{describe(self)}: expected known sizes on the normalized axes {self.axis!r}, "
+                             f"received shape {tuple(input_shape)}")
+
+    def build(self, input_shape):
+        self._first_axis = self._axes(len(input_shape))[0]
+        self._param_shape = tuple(int(s) for s in input_shape[self._first_axis:])
+        self._features = math.prod(self._param_shape)
+        if self.scale:
+            self.add_weight("gamma", self._param_shape, self.gamma_initializer, self.gamma_regularizer)
+        if self.center:
+            self.add_weight("beta", self._param_shape, self.beta_initializer, self.beta_regularizer)
+
+    def check_input(self, x):
+        check_shape(x, (None,) * self._first_axis + self._param_shape, describe(self))
+
+    @property
+    def gamma(self):
+        return self._weights[0] if self.scale else None
+
+    @property
+    def beta(self):
+        return self._weights[int(self.scale)] if self.center else None
+
+    def _flat(self, w):
+        return None if w is None else w.reshape(-1)
+
+    def forward(self, x, training=False):
+        x2 = np.ascontiguousarray(x, dtype=self.dtype).reshape(-1, self._features)
+        y2 = self.buffer("y", x2.shape)
+        stats = self.buffer("stats", (x2.shape[0], 2), np.float64)
+        _norm.layer_norm_forward(x2, self._flat(self.gamma), self._flat(self.beta), stats, y2,
+                                 self.epsilon, threads.get_num_threads())
+        self._x2, self._x_shape = x2, x.shape
+        return y2.reshape(x.shape)
+
+    def backward(self, dy):
+        dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self._features)
+        train = self.trainable
+        dgamma = self._flat(self._grads[0]) if (train and self.scale) else None
+        dbeta = self._flat(self._grads[int(self.scale)]) if (train and self.center) else None
+        dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
+        partials = None
+        if dgamma is not None or dbeta is not None:
+            partials = self.buffer("partials", (_norm.norm_chunks(dy2.shape[0], self._features), 2,
+                                                self._features), np.float64)
+        _norm.layer_norm_backward(self._x2, dy2, self._flat(self.gamma), self._buffers["stats"], dgamma,
+                                  dbeta, dx2, partials, self.accumulate_grads, threads.get_num_threads())
+        return None if dx2 is None else dx2.reshape(self._x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
