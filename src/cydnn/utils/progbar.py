@@ -49,7 +49,7 @@ class Progbar:
         self.interval = interval
         self.dynamic = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
-        self._last = 0.0
+        self._last = float("-inf")  # the first update is always drawn
         self._shown = 0  # width of the line currently on screen (dynamic mode), to blank leftovers
 
     def update(self, current, logs=None, finalize=False):
