@@ -14,6 +14,7 @@ from . import (activations, backend, callbacks, datasets, initializers, layers, 
                optimizers, regularizers)
 from .backend import floatx, set_floatx, set_random_seed
 from .models import Sequential
+from .functional import Input, Model
 from .perceptron import Perceptron
 from .serialization import register_serializable
 from .saving import load_model
@@ -27,3 +28,4 @@ __all__ = [
     "register_serializable", "__version__",
 ]
 __all__ += ["load_model", "pruning", "saving"]
+__all__ += ["Input", "Model"]

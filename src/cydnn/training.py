@@ -538,28 +538,34 @@ class Network:
 
     # ================================================================ summary
     def summary(self, print_fn=print):
-        """Print each layer's name, type, output shape and parameter count, and the totals."""
+        """Print each layer's name, type, output shape and parameter count (and, for graph models,
+        the layers each one is connected to), then the totals."""
         if not self.built:
             raise ValueError(f"{type(self).__name__} '{self.name}': the model is not built yet; call build(input_shape) "
                              f"or fit/predict it on data (or start it with an InputLayer) first")
-        rows = [(f"{layer.name} ({type(layer).__name__})", str(layer.output_shape), str(layer.count_params()))
-                for layer in self._summary_layers()]
-        w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-             for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
-        line = "  ".join(("{:<%d}" % w[0], "{:<%d}" % w[1], "{:>%d}" % w[2]))
-        total_w = sum(w) + 4
+        rows = [[c if isinstance(c, list) else [c] for c in r] for r in self._summary_rows()]  # a cell: its lines
+        headers = ("Layer (type)", "Output Shape", "Param #", "Connected to")[:len(rows[0]) if rows else 3]
+        w = [max([len(h)] + [len(s) for r in rows for s in r[i]]) for i, h in enumerate(headers)]
+        line = "  ".join("{:%s%d}" % (a, wi) for a, wi in zip("<<><", w))
+        total_w = sum(w) + 2 * (len(w) - 1)
         print_fn(f'Model: "{self.name}"')
         print_fn("=" * total_w)
-        print_fn(line.format("Layer (type)", "Output Shape", "Param #"))
+        print_fn(line.format(*headers).rstrip())
         print_fn("=" * total_w)
         for r in rows:
-            print_fn(line.format(*r))
+            for k in range(max(len(c) for c in r)):
+                print_fn(line.format(*(c[k] if k < len(c) else "" for c in r)).rstrip())
         trainable = sum(w.size for w in self.trainable_weights)
         total = self.count_params()
         print_fn("=" * total_w)
         print_fn(f"Total params: {total:,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
+
+    def _summary_rows(self):
+        """One row per layer: (name (type), output shape, param count[, connected-to lines])."""
+        return [(f"{layer.name} ({type(layer).__name__})", str(layer.output_shape), str(layer.count_params()))
+                for layer in self._summary_layers()]
 
     def _summary_layers(self):
         return self._graph_layers()
