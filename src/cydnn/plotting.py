@@ -59,10 +59,11 @@ def plot_history(history, metrics=None, path=None):
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if name == "learning_rate":
-            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if name == "learning_rate":
+            ax.set_yscale("log")  # decays span decades; a rate has no validation curve to tell apart
+        else:
+            ax.legend()
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.tight_layout()
