@@ -1,0 +1,150 @@
+"""TimeDistributed: apply one layer to every time step of a sequence."""
+import numpy as np
+
+from .._validation import describe
+from .base import Layer
+
+
+class TimeDistributed(Layer):
+    """Applies ``layer`` to every time step: ``TimeDistributed(Dense(10))`` on (batch, time, 64)
+    gives (batch, time, 10); ``TimeDistributed(Conv2D(...))`` runs a convolution on every frame.
+
+    The (batch, time, ...) input is viewed as (batch * time, ...), run through the wrapped layer
+    in one call (one batch of batch * time samples, so the layer's kernels see a large batch),
+    and viewed back. The weights are the wrapped layer's, shared by all steps: ``weights``,
+    ``grads`` and ``get_weights`` are the wrapped layer's own lists.
+
+    A mask coming in passes through unchanged (the wrapped layer works step by step).
+
+    Shape: (batch, time, *inner_in) -> (batch, time, *inner_out).
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"TimeDistributed: expected a cydnn layer to wrap, received {layer!r}")
+        self.layer = layer  # first: the properties below forward to it while Layer.__init__ runs
+        own = {"trainable": layer.trainable, "dtype": layer.dtype}
+        super().__init__(**kwargs)
+        for key, value in own.items():  # Layer.__init__ set defaults: keep the wrapped layer's own
+            if key not in kwargs:
+                setattr(self, key, value)
+        # the wrapped layer's weight lists, shared (a model rebinding _weights[i] to a view of its
+        # flat parameter buffer rebinds the wrapped layer's weight too)
+        self._weights, self._grads = layer._weights, layer._grads
+        self._weight_names, self._weight_trainable = layer._weight_names, layer._weight_trainable
+        self._regularizers = layer._regularizers
+
+    # flags a model sets on its layers act on the wrapped layer
+    @property
+    def trainable(self):
+        return self.layer.trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self.layer.trainable = bool(value)
+
+    @property
+    def dtype(self):
+        return self.layer.dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        if self.layer.built and np.dtype(value) != self.layer.dtype:
+            raise ValueError(f"{describe(self)}: cannot change the dtype of the built layer "
+                             f"'{self.layer.name}' ({self.layer.dtype}) to {np.dtype(value)}")
+        self.layer.dtype = np.dtype(value)
+
+    @property
+    def accumulate_grads(self):
+        return self.layer.accumulate_grads
+
+    @accumulate_grads.setter
+    def accumulate_grads(self, value):
+        self.layer.accumulate_grads = value
+
+    @property
+    def need_input_grad(self):
+        return self.layer.need_input_grad
+
+    @need_input_grad.setter
+    def need_input_grad(self, value):
+        self.layer.need_input_grad = value
+
+    # ------------------------------------------------------------------ shapes
+    def validate_input_shape(self, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"{describe(self)}: expected input of rank >= 3 (batch, time, ...), "
+                             f"received shape {tuple(input_shape)}")
+
+    def _inner_shape(self, input_shape):
+        return (None,) + tuple(input_shape[2:])
+
+    def build(self, input_shape):
+        inner = self._inner_shape(input_shape)
+        if self.layer.built:
+            self.layer.check_input(_Shape(inner))
+        else:
+            self.layer.ensure_built(inner)
+
+    def compute_output_shape(self, input_shape):
+        inner_out = self.layer.compute_output_shape(self._inner_shape(input_shape))
+        return (input_shape[0], input_shape[1]) + tuple(inner_out[1:])
+
+    def check_input(self, x):
+        if len(x.shape) != len(self.input_shape):
+            raise ValueError(f"{describe(self)}: expected input of rank {len(self.input_shape)} "
+                             f"(batch, time, ...), received shape {tuple(x.shape)}")
+        self.layer.check_input(_Shape((None,) + tuple(x.shape[2:])))
+
+    # ------------------------------------------------------------------ running
+    def forward(self, x, training=False):
+        batch, time = x.shape[0], x.shape[1]
+        self._bt = (batch, time)
+        y = self.layer.forward(x.reshape((batch * time,) + x.shape[2:]), training=training)
+        return y.reshape((batch, time) + y.shape[1:])
+
+    def backward(self, dy):
+        batch, time = self._bt
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dx = self.layer.backward(dy.reshape((batch * time,) + dy.shape[2:]))
+        return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
+
+    # a softmax/sigmoid output fused with its loss: forward the wrapped layer's hooks
+    @property
+    def activation(self):
+        return getattr(self.layer, "activation", None) if hasattr(self.layer, "backward_preactivation") else None
+
+    @property
+    def logits(self):
+        return self.layer.logits
+
+    def backward_preactivation(self, dz):
+        batch, time = self._bt
+        dx = self.layer.backward_preactivation(np.ascontiguousarray(dz, dtype=self.dtype).reshape((batch * time,) + dz.shape[2:]))
+        return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
+
+    def compute_mask(self, x, mask=None):
+        return mask
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        from .. import serialization
+        config = super().get_config()
+        config.pop("dtype", None)  # the wrapped layer's
+        return {**config, "layer": serialization.serialize_layer(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import serialization
+        config = dict(config)
+        layer = serialization.deserialize_layer(config.pop("layer"))
+        return cls(layer, **config)
+
+
+class _Shape:
+    """Stands in for an array in shape checks (check_input reads only .shape)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(1 if s is None else s for s in shape)
