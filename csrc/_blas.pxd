@@ -5,7 +5,7 @@
 # row strides of the row-major arrays. BLAS threads are pinned to 1 by cydnn.threads: kernels
 # call gemm from inside their own OpenMP blocks, and one thread pool is all we ever run.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -44,3 +44,23 @@ cdef inline int threads_for_work(long long work, long long grain, int max_blocks
 cdef enum:
     GEMM_GRAIN = 1 << 20   # multiply-adds per thread, at least (~10 us of sgemm)
     ELEMENT_GRAIN = 1 << 15  # elementwise operations per thread, at least
+
+
+cdef inline void gemv(bint trans_a, int m, int n, floating alpha,
+                      const floating* a, int lda,                   # IN  A (m x n), row-major
+                      const floating* x,                            # IN  x (n, or m if trans_a)
+                      floating beta, floating* y                    # OUT y (m, or n if trans_a)
+                      ) noexcept nogil:
+    """y := alpha * op(A) @ x + beta * y, A row-major (unit strides for x and y).
+
+    A row-major (m x n) is column-major (n x m), so op(A) = A is ?gemv 'T' and A^T is 'N'. For a
+    single row, a gemm packs its whole right operand on every call; this does not.
+    """
+    cdef char t = b"N" if trans_a else b"T"
+    cdef int one = 1
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemv(&t, &n, &m, &alpha, <float*>a, &lda, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &n, &m, &alpha, <double*>a, &lda, <double*>x, &one, &beta, y, &one)

@@ -12,3 +12,4 @@ from .time_distributed import TimeDistributed
 from .attention import AdditiveAttention, Attention, AttentionPooling, SelfAttentionPooling
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
                     dot, maximum, minimum, multiply, subtract)
+from .recurrent import GRU, LSTM, SimpleRNN

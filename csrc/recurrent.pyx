@@ -1,0 +1,1075 @@
+# Recurrent layers (SimpleRNN, LSTM, GRU): whole-sequence forward and backpropagation through time.
+#
+# Layout. The layer's input is (batch, time, features). Inside, every per-step array is time-major,
+# (steps, batch, width), in *processing* order (step s reads input time t = T-1-s when going
+# backwards), so the rows one step touches are contiguous and "h_{s-1} for every s" is one matrix:
+#   xt  (T, batch, in)     the inputs in processing order (times the dropout multipliers)
+#   z   (T, batch, G*u)    gate pre-activations, G = 1 (SimpleRNN), 4 (LSTM i,f,c,o), 3 (GRU z,r,h)
+#   a   (T, batch, G*u)    gate activations (LSTM, GRU)
+#   hs  (T+1, batch, u)    hs[0] = initial h, hs[s+1] = h after step s (cs likewise for the LSTM cell)
+#
+# Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, one GEMM over
+# (T*batch) rows split in row blocks; (2) the recurrence, parallel over the batch: each thread owns
+# a block of rows for the whole sequence (rows never interact), and per step runs its own
+# single-threaded GEMM z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
+# Backward: (1) per thread, for its rows, steps T-1..0: fused gate gradients dz[s], then
+# dh_{s-1} = dz[s] @ recurrent_kernel^T (one GEMM per step); (2) the weight gradients, each ONE GEMM
+# over all steps, dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (split over output rows),
+# the bias gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
+#
+# Thread-count independence. OpenBLAS computes a row of C with a micro-kernel that depends on the
+# row's position in its tile (Haswell sgemm tiles 12 rows), so a row can round differently when
+# the rows are split differently. Row blocks therefore start at multiples of ROW_GRANULE (12; a
+# multiple of every tile height measured here), the batch-1 path is the same at any thread count,
+# and every sum written here runs in a fixed order: results do not depend on the thread count.
+#
+# Masking: mask[b, t] = 0 skips the step for that row: state carried (h, c unchanged) and, as in
+# Keras, the output is the previous output (zeros before the first unmasked step), or zeros when
+# zero_output_for_mask (Bidirectional with return_sequences).
+#
+# float32 with the default activations (sigmoid gates, tanh) runs vectorised C kernels (below,
+# compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time) with a Cephes-style
+# expf/tanhf (relative error ~1e-7); every other case runs the generic path with the activation
+# code of _activation.pxd in double precision (float64 gradient checks go through it).
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memcpy, memset
+from _blas cimport gemm, gemv
+from _activation cimport act_forward, act_derivative, SIGMOID, TANH
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CYDNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define CYDNN_CLONES
+    #endif
+
+    /* e^x for float, Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial,
+       2^n by building the exponent bits. Clamped to +-87 so 2^n stays a normal float. Branch-free
+       so the loops that call it vectorise. */
+    static inline float cydnn_expf(float x) {
+        x = x < 87.0f ? x : 87.0f;
+        x = x > -87.0f ? x : -87.0f;
+        float fx = x * 1.44269504088896341f + 0.5f;
+        int n = (int)fx;
+        n -= (fx < (float)n);                    /* floor for negative fx */
+        float fn = (float)n;
+        x = x - fn * 0.693359375f;               /* ln2 in two parts, exact product first */
+        x = x + fn * 2.12194440e-4f;
+        float y = 1.9875691500e-4f;
+        y = y * x + 1.3981999507e-3f;
+        y = y * x + 8.3334519073e-3f;
+        y = y * x + 4.1665795894e-2f;
+        y = y * x + 1.6666665459e-1f;
+        y = y * x + 5.0000001201e-1f;
+        y = y * (x * x) + x + 1.0f;
+        int bits = (n + 127) << 23;
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return y * scale;
+    }
+
+    static inline float cydnn_sigmoidf(float x) { return 1.0f / (1.0f + cydnn_expf(-x)); }
+
+    /* tanh for float, Cephes tanhf: an odd polynomial for |x| < 0.625, else 1 - 2 / (e^{2|x|} + 1). */
+    static inline float cydnn_tanhf(float x) {
+        float ax = x < 0 ? -x : x;
+        float z = x * x;
+        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                        + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+        float big = 1.0f - 2.0f / (cydnn_expf(2.0f * ax) + 1.0f);
+        big = x < 0 ? -big : big;
+        return ax < 0.625f ? small : big;
+    }
+
+    /* LSTM step on nr rows (sigmoid gates, tanh): z (nr x 4u) pre-activations i, f, c~, o;
+       a := (i, f, g, o); c := f * cp + i * g; t := tanh(c); h := o * t. */
+    CYDNN_CLONES static void cydnn_lstm_forward_rows_f(int nr, int u, const float* restrict z,
+            float* restrict a, const float* restrict cp, float* restrict c, float* restrict t,
+            float* restrict h) {
+        for (int r = 0; r < nr; r++) {
+            const float* zr = z + (size_t)r * 4 * u;
+            float* ar = a + (size_t)r * 4 * u;
+            size_t o = (size_t)r * u;
+            for (int j = 0; j < u; j++) {
+                float ig = cydnn_sigmoidf(zr[j]);
+                float fg = cydnn_sigmoidf(zr[u + j]);
+                float gg = cydnn_tanhf(zr[2 * u + j]);
+                float og = cydnn_sigmoidf(zr[3 * u + j]);
+                float cc = fg * cp[o + j] + ig * gg;
+                float tt = cydnn_tanhf(cc);
+                ar[j] = ig; ar[u + j] = fg; ar[2 * u + j] = gg; ar[3 * u + j] = og;
+                c[o + j] = cc; t[o + j] = tt; h[o + j] = og * tt;
+            }
+        }
+    }
+
+    /* LSTM gate gradients for one row: g = dL/dh, dc = dL/dc from the next step (in) and
+       dL/dc_prev (out); dz (4u) := dL/d(pre-activations). */
+    CYDNN_CLONES static void cydnn_lstm_backward_row_f(int u, const float* restrict a,
+            const float* restrict cp, const float* restrict t, const float* restrict g,
+            float* restrict dc, float* restrict dz) {
+        for (int j = 0; j < u; j++) {
+            float ig = a[j], fg = a[u + j], gg = a[2 * u + j], og = a[3 * u + j], tt = t[j];
+            float dct = dc[j] + g[j] * og * (1.0f - tt * tt);   /* through h = o * tanh(c) */
+            dz[j] = dct * gg * ig * (1.0f - ig);                /* input gate */
+            dz[u + j] = dct * cp[j] * fg * (1.0f - fg);         /* forget gate */
+            dz[2 * u + j] = dct * ig * (1.0f - gg * gg);        /* candidate */
+            dz[3 * u + j] = g[j] * tt * og * (1.0f - og);       /* output gate */
+            dc[j] = dct * fg;                                   /* to c_prev */
+        }
+    }
+
+    /* GRU step (reset_after) on nr rows: z (nr x 3u) holds x @ kernel + input bias and becomes
+       the pre-activations; rec (nr x 3u) = h_prev @ recurrent_kernel; brec (3u) recurrent bias.
+       zg = sigmoid, r = sigmoid, hh = tanh(x_h + r * (rec_h + brec_h)); h = zg * hp + (1-zg) * hh. */
+    CYDNN_CLONES static void cydnn_gru_forward_rows_f(int nr, int u, float* restrict z,
+            const float* restrict rec, const float* restrict brec, float* restrict a,
+            float* restrict rh, const float* restrict hp, float* restrict h) {
+        for (int r = 0; r < nr; r++) {
+            float* zr = z + (size_t)r * 3 * u;
+            float* ar = a + (size_t)r * 3 * u;
+            const float* qr = rec + (size_t)r * 3 * u;
+            size_t o = (size_t)r * u;
+            for (int j = 0; j < u; j++) {
+                float pz = zr[j] + qr[j] + brec[j];
+                float pr = zr[u + j] + qr[u + j] + brec[u + j];
+                float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
+                float rhv = qr[2 * u + j] + brec[2 * u + j];
+                float ph = zr[2 * u + j] + rg * rhv;
+                float hh = cydnn_tanhf(ph);
+                zr[j] = pz; zr[u + j] = pr; zr[2 * u + j] = ph;
+                ar[j] = zg; ar[u + j] = rg; ar[2 * u + j] = hh;
+                rh[o + j] = rhv;
+                h[o + j] = zg * hp[o + j] + (1.0f - zg) * hh;
+            }
+        }
+    }
+
+    /* GRU gate gradients for one row: g = dL/dh. dr (3u) := dL/d(h_prev @ U + brec);
+       dxh (u) := dL/d(x_h + input bias h); dhp (u) := the direct part g * zg of dL/dh_prev. */
+    CYDNN_CLONES static void cydnn_gru_backward_row_f(int u, const float* restrict a,
+            const float* restrict rh, const float* restrict hp, const float* restrict g,
+            float* restrict dr, float* restrict dxh, float* restrict dhp) {
+        for (int j = 0; j < u; j++) {
+            float zg = a[j], rg = a[u + j], hh = a[2 * u + j];
+            float dph = g[j] * (1.0f - zg) * (1.0f - hh * hh);  /* candidate pre-activation */
+            dr[j] = g[j] * (hp[j] - hh) * zg * (1.0f - zg);     /* update gate */
+            dr[u + j] = dph * rh[j] * rg * (1.0f - rg);         /* reset gate */
+            dr[2 * u + j] = dph * rg;                           /* recurrent part of the candidate */
+            dxh[j] = dph;                                       /* input part of the candidate */
+            dhp[j] = g[j] * zg;                                 /* h_prev through the update gate */
+        }
+    }
+
+    /* SimpleRNN step (tanh) on n values: h := tanh(z). */
+    CYDNN_CLONES static void cydnn_tanh_forward_f(int n, const float* restrict z, float* restrict h) {
+        for (int j = 0; j < n; j++) h[j] = cydnn_tanhf(z[j]);
+    }
+
+    /* SimpleRNN gate gradient (tanh) on n values: dz := g * (1 - h^2). */
+    CYDNN_CLONES static void cydnn_tanh_backward_f(int n, const float* restrict h,
+            const float* restrict g, float* restrict dz) {
+        for (int j = 0; j < n; j++) dz[j] = g[j] * (1.0f - h[j] * h[j]);
+    }
+    """
+    void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, const float* z, float* a,
+        const float* cp, float* c, float* t, float* h) noexcept nogil
+    void lstm_backward_row_f "cydnn_lstm_backward_row_f"(int u, const float* a, const float* cp,
+        const float* t, const float* g, float* dc, float* dz) noexcept nogil
+    void gru_forward_rows_f "cydnn_gru_forward_rows_f"(int nr, int u, float* z, const float* rec,
+        const float* brec, float* a, float* rh, const float* hp, float* h) noexcept nogil
+    void gru_backward_row_f "cydnn_gru_backward_row_f"(int u, const float* a, const float* rh,
+        const float* hp, const float* g, float* dr, float* dxh, float* dhp) noexcept nogil
+    void tanh_forward_f "cydnn_tanh_forward_f"(int n, const float* z, float* h) noexcept nogil
+    void tanh_backward_f "cydnn_tanh_backward_f"(int n, const float* h, const float* g,
+        float* dz) noexcept nogil
+    float expf_approx "cydnn_expf"(float x) noexcept nogil
+    float tanhf_approx "cydnn_tanhf"(float x) noexcept nogil
+
+
+cdef enum:
+    ROW_GRANULE = 12   # row blocks start at multiples of this (see "Thread-count independence")
+
+
+def fast_tanh(floating x):
+    """The float32 tanh of the vectorised kernels (for tests)."""
+    return tanhf_approx(<float>x)
+
+
+def fast_exp(floating x):
+    """The float32 exp of the vectorised kernels (for tests)."""
+    return expf_approx(<float>x)
+
+
+# ------------------------------------------------------------------------------------ helpers
+cdef inline int n_row_blocks(int n, int n_threads) noexcept nogil:
+    """How many ROW_GRANULE-aligned blocks n rows are split into for n_threads threads."""
+    cdef int granules = (n + ROW_GRANULE - 1) // ROW_GRANULE
+    return max(1, min(n_threads, granules))
+
+
+cdef inline int row_block_start(int n, int nb, int i) noexcept nogil:
+    """First row of block i of nb: near-equal blocks whose starts are multiples of ROW_GRANULE."""
+    cdef long long s
+    if i >= nb:
+        return n
+    s = (<long long>n * i) // nb
+    s = ((s + ROW_GRANULE // 2) // ROW_GRANULE) * ROW_GRANULE
+    return <int>min(s, <long long>n)
+
+
+cdef inline int col_block_start(int n, int nb, int i) noexcept nogil:
+    return <int>((<long long>n * i) // nb)
+
+
+cdef inline bint step_on(const unsigned char* mask, int T, int b, int t) noexcept nogil:
+    """Is input time t of row b a real step (no mask: always)?"""
+    return mask == NULL or mask[<Py_ssize_t>b * T + t] != 0
+
+
+cdef inline int input_time(int s, int T, bint reverse) noexcept nogil:
+    return T - 1 - s if reverse else s
+
+
+cdef void project_inputs(const floating* x, int batch, int T, int nin, const floating* keep,
+                         bint reverse, const floating* kernel, int width, const floating* bias,
+                         floating* xt, floating* z, int r0, int r1) noexcept nogil:
+    """Rows r0..r1 of the time-major (T*batch) matrices: xt := x (in processing order, times the
+    dropout multipliers); z := xt @ kernel + bias (bias may be NULL)."""
+    cdef int r, s, b, j
+    cdef const floating* src
+    cdef floating* dst
+    for r in range(r0, r1):
+        s = r // batch
+        b = r - s * batch
+        src = x + (<Py_ssize_t>b * T + input_time(s, T, reverse)) * nin
+        dst = xt + <Py_ssize_t>r * nin
+        if keep == NULL:
+            memcpy(dst, src, nin * sizeof(floating))
+        else:
+            for j in range(nin):
+                dst[j] = src[j] * keep[<Py_ssize_t>b * nin + j]
+    gemm(False, False, r1 - r0, width, nin, <floating>1, xt + <Py_ssize_t>r0 * nin, nin, kernel, width,
+         <floating>0, z + <Py_ssize_t>r0 * width, width)
+    if bias != NULL:
+        for r in range(r0, r1):
+            for j in range(width):
+                z[<Py_ssize_t>r * width + j] += bias[j]
+
+
+cdef void recurrent_matmul(const floating* h, const floating* rkernel, floating* out, int nr, int u,
+                           int width, floating beta) noexcept nogil:
+    """out (nr x width) := h (nr x u) @ rkernel (u x width) + beta * out. One row: a gemv (a
+    1-row gemm packs the whole matrix every step); this path is taken only for batch 1, so the
+    choice never depends on the thread count."""
+    if nr == 1:
+        gemv(True, u, width, <floating>1, rkernel, width, h, beta, out)
+    else:
+        gemm(False, False, nr, width, u, <floating>1, h, u, rkernel, width, beta, out, width)
+
+
+cdef void recurrent_matmul_t(const floating* dz, const floating* rkernel, floating* out, int nr,
+                             int u, int width, floating beta) noexcept nogil:
+    """out (nr x u) := dz (nr x width) @ rkernel^T + beta * out."""
+    if nr == 1:
+        gemv(False, u, width, <floating>1, rkernel, width, dz, beta, out)
+    else:
+        gemm(False, True, nr, u, width, <floating>1, dz, width, rkernel, width, beta, out, u)
+
+
+cdef void emit_outputs(const floating* hnew, const floating* hprev, const unsigned char* mask,
+                       int T, int batch, int u, int s, bint reverse, bint zero_output,
+                       floating* hs_next, floating* yseq, floating* ylast, int r0, int r1) noexcept nogil:
+    """After step s for rows r0..r1: fix the state of masked rows (hs_next := hprev) and write the
+    outputs: yseq[b, s] (if any) and ylast[b], the running last output."""
+    cdef int b, j
+    cdef bint on
+    cdef floating* yl
+    for b in range(r0, r1):
+        on = step_on(mask, T, b, input_time(s, T, reverse))
+        yl = ylast + <Py_ssize_t>b * u
+        if on:
+            memcpy(yl, hnew + <Py_ssize_t>(b - r0) * u, u * sizeof(floating))
+        else:
+            memcpy(hs_next + <Py_ssize_t>b * u, hprev + <Py_ssize_t>b * u, u * sizeof(floating))
+            if zero_output:
+                memset(yl, 0, u * sizeof(floating))
+            # else: ylast keeps the previous output
+        if yseq != NULL:
+            memcpy(yseq + (<Py_ssize_t>b * T + s) * u, yl, u * sizeof(floating))
+
+
+cdef inline bint output_flows(const unsigned char* mask, const int* first_on, int T, int b, int s,
+                              bint reverse, bint zero_output) noexcept nogil:
+    """Does the output of step s of row b depend on hs[s+1] (else it is a copy of zeros)?"""
+    if mask == NULL:
+        return True
+    if zero_output:
+        return step_on(mask, T, b, input_time(s, T, reverse))
+    return s >= first_on[b]
+
+
+cdef void first_steps(const unsigned char* mask, int T, int b0, int b1, bint reverse,
+                      int* first_on) noexcept nogil:
+    """first_on[b] := the first processing step that is not masked (T when none)."""
+    cdef int b, s
+    if mask == NULL:
+        return
+    for b in range(b0, b1):
+        first_on[b] = T
+        for s in range(T):
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                first_on[b] = s
+                break
+
+
+cdef void start_backward(const floating* dylast, const floating* dhT, const floating* dcT,
+                         const unsigned char* mask, const int* first_on, int T, int u,
+                         bint reverse, bint zero_output, floating* dh, floating* dc,
+                         int b0, int b1) noexcept nogil:
+    """The carries before step T-1: dh := dL/dh_T (state gradient + the last output's when it
+    depends on h_T); dc := dL/dc_T (dc may be NULL: no cell state)."""
+    cdef int b, j
+    cdef Py_ssize_t o
+    for b in range(b0, b1):
+        o = <Py_ssize_t>b * u
+        for j in range(u):
+            dh[o + j] = dhT[o + j] if dhT != NULL else 0
+        if dylast != NULL and output_flows(mask, first_on, T, b, T - 1, reverse, zero_output):
+            for j in range(u):
+                dh[o + j] += dylast[o + j]
+        if dc != NULL:
+            for j in range(u):
+                dc[o + j] = dcT[o + j] if dcT != NULL else 0
+
+
+cdef void gather_dh(const floating* dh, const floating* dyseq, const unsigned char* mask,
+                    const int* first_on, int T, int u, int s, bint reverse, bint zero_output,
+                    floating* g, int b0, int b1) noexcept nogil:
+    """g := dL/dh_s for rows b0..b1: the carry from step s+1 plus the gradient of output s."""
+    cdef int b, j
+    cdef Py_ssize_t o, oy
+    for b in range(b0, b1):
+        o = <Py_ssize_t>b * u
+        if dyseq != NULL and output_flows(mask, first_on, T, b, s, reverse, zero_output):
+            oy = (<Py_ssize_t>b * T + s) * u
+            for j in range(u):
+                g[o + j] = dh[o + j] + dyseq[oy + j]
+        else:
+            memcpy(g + o, dh + o, u * sizeof(floating))
+
+
+cdef void weight_grads(const floating* xt, const floating* hs, const floating* dz, int ld_dz,
+                       const floating* dz2, int ld_dz2, int split, int rows, int nin, int u,
+                       int width, floating* dkernel, floating* drkernel, floating beta,
+                       int nb, int t) noexcept nogil:
+    """Block t of nb of dkernel (+)= xt^T @ D and drkernel (+)= hs[0:T]^T @ R, each one GEMM over
+    all rows (T*batch), split over output rows. D = R = dz (rows x width) when dz2 is NULL; for
+    the GRU, R = dz and D = [dz[:, :split] | dz2] (the candidate's input part differs)."""
+    cdef int k0, k1
+    if dkernel != NULL:
+        k0 = row_block_start(nin, nb, t)
+        k1 = row_block_start(nin, nb, t + 1)
+        if k1 > k0:
+            if dz2 == NULL:
+                gemm(True, False, k1 - k0, width, rows, <floating>1, xt + k0, nin, dz, ld_dz,
+                     beta, dkernel + <Py_ssize_t>k0 * width, width)
+            else:
+                gemm(True, False, k1 - k0, split, rows, <floating>1, xt + k0, nin, dz, ld_dz,
+                     beta, dkernel + <Py_ssize_t>k0 * width, width)
+                gemm(True, False, k1 - k0, width - split, rows, <floating>1, xt + k0, nin, dz2,
+                     ld_dz2, beta, dkernel + <Py_ssize_t>k0 * width + split, width)
+    if drkernel != NULL:
+        k0 = row_block_start(u, nb, t)
+        k1 = row_block_start(u, nb, t + 1)
+        if k1 > k0:
+            gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
+                 beta, drkernel + <Py_ssize_t>k0 * width, width)
+
+
+cdef void column_sums(const floating* d, int ld, int rows, int c0, int c1, floating* out,
+                      bint accumulate) noexcept nogil:
+    """out[c] (+)= sum over rows of d[:, c] for c in c0..c1, rows in order (fixed-order sum)."""
+    cdef int r, c
+    if c1 <= c0:
+        return
+    if not accumulate:
+        for c in range(c0, c1):
+            out[c] = 0
+    for r in range(rows):
+        for c in range(c0, c1):
+            out[c] += d[<Py_ssize_t>r * ld + c]
+
+
+cdef void input_grads(const floating* dz, int ld_dz, const floating* dz2, int ld_dz2, int split,
+                      const floating* kernel, int nin, int width, const floating* keep,
+                      int batch, int T, bint reverse, floating* dxt, floating* dx,
+                      int r0, int r1) noexcept nogil:
+    """Rows r0..r1 of dxt := D @ kernel^T (time-major), then dx[b, t] := dxt[s, b] * keep[b]."""
+    cdef int r, s, b, j
+    cdef floating* src
+    cdef floating* dst
+    if r1 <= r0:
+        return
+    if dz2 == NULL:
+        gemm(False, True, r1 - r0, nin, width, <floating>1, dz + <Py_ssize_t>r0 * ld_dz, ld_dz,
+             kernel, width, <floating>0, dxt + <Py_ssize_t>r0 * nin, nin)
+    else:
+        gemm(False, True, r1 - r0, nin, split, <floating>1, dz + <Py_ssize_t>r0 * ld_dz, ld_dz,
+             kernel, width, <floating>0, dxt + <Py_ssize_t>r0 * nin, nin)
+        gemm(False, True, r1 - r0, nin, width - split, <floating>1, dz2 + <Py_ssize_t>r0 * ld_dz2,
+             ld_dz2, kernel + split, width, <floating>1, dxt + <Py_ssize_t>r0 * nin, nin)
+    for r in range(r0, r1):
+        s = r // batch
+        b = r - s * batch
+        src = dxt + <Py_ssize_t>r * nin
+        dst = dx + (<Py_ssize_t>b * T + input_time(s, T, reverse)) * nin
+        if keep == NULL:
+            memcpy(dst, src, nin * sizeof(floating))
+        else:
+            for j in range(nin):
+                dst[j] = src[j] * keep[<Py_ssize_t>b * nin + j]
+
+
+cdef inline floating* opt_ptr(floating[::1] v) noexcept:
+    return NULL if v is None else &v[0]
+
+
+# ------------------------------------------------------------------------------------ SimpleRNN
+cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rkernel,
+                                  const unsigned char* mask, floating* yseq, floating* ylast,
+                                  int T, int batch, int u, int act, double alpha, bint reverse,
+                                  bint zero_output, bint zero_state, bint fast,
+                                  int b0, int b1) noexcept nogil:
+    cdef int s, j, nr = b1 - b0
+    cdef Py_ssize_t step_z = <Py_ssize_t>batch * u
+    cdef floating* zs
+    cdef floating* hnew
+    for s in range(T):
+        zs = z + s * step_z + <Py_ssize_t>b0 * u
+        hnew = hs + (s + 1) * step_z + <Py_ssize_t>b0 * u
+        if not (s == 0 and zero_state):
+            recurrent_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, rkernel, zs, nr, u, u, <floating>1)
+        # h := activation(z) on the block's rows
+        if floating is float and fast:
+            tanh_forward_f(nr * u, zs, hnew)
+        else:
+            for j in range(nr * u):
+                hnew[j] = <floating>act_forward(act, alpha, zs[j])
+        emit_outputs(hnew, hs + s * step_z, mask, T, batch, u, s, reverse, zero_output,
+                     hs + (s + 1) * step_z, yseq, ylast, b0, b1)
+
+
+def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
+                       const floating[:, ::1] kernel,    # IN  (in, u)
+                       const floating[:, ::1] rkernel,   # IN  (u, u)
+                       const floating[::1] bias,         # IN  (u,) or None
+                       const unsigned char[:, ::1] mask, # IN  (batch, T), 0 = skip the step; or None
+                       const floating[:, ::1] keep,      # IN  (batch, in) dropout multipliers, or None
+                       floating[:, :, ::1] xt,           # OUT (T, batch, in)
+                       floating[:, :, ::1] z,            # OUT (T, batch, u) pre-activations
+                       floating[:, :, ::1] hs,           # IN/OUT (T+1, batch, u), hs[0] = h0
+                       floating[:, :, ::1] yseq,         # OUT (batch, T, u) or None
+                       floating[:, ::1] ylast,           # OUT (batch, u) last output
+                       int act, double alpha, bint reverse, bint zero_output_for_mask,
+                       bint zero_state, bint approx, int n_threads):
+    """h_s := act(x_t @ kernel + h_{s-1} @ rkernel + bias), s = 0..T-1 (t = s, or T-1-s reversed)."""
+    cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = kernel.shape[1]
+    cdef int rows = T * batch, nb, t, r0, r1
+    cdef bint fast = approx and act == TANH
+    cdef const floating* bias_p = NULL if bias is None else &bias[0]
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(rows, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(rows, nb, t)
+        r1 = row_block_start(rows, nb, t + 1)
+        if r1 > r0:
+            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
+                           &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p, yseq_p,
+                                    &ylast[0, 0], T, batch, u, act, alpha, reverse,
+                                    zero_output_for_mask, zero_state, fast, r0, r1)
+
+
+cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const floating* rkernel,
+                                   const unsigned char* mask, const int* first_on,
+                                   const floating* dyseq, floating* dz, floating* dh, floating* g,
+                                   int T, int batch, int u, int act, double alpha, bint reverse,
+                                   bint zero_output, bint need_dh0, bint fast,
+                                   int b0, int b1) noexcept nogil:
+    cdef int s, b, j, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, o
+    cdef floating* dzr
+    cdef const floating* hr
+    cdef const floating* zr
+    for s in range(T - 1, -1, -1):
+        gather_dh(dh, dyseq, mask, first_on, T, u, s, reverse, zero_output, g, b0, b1)
+        for b in range(b0, b1):
+            o = <Py_ssize_t>b * u
+            dzr = dz + s * step + o
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                # gradient with respect to the pre-activation: g * act'(z)
+                hr = hs + (s + 1) * step + o
+                zr = z + s * step + o
+                if floating is float and fast:
+                    tanh_backward_f(u, hr, g + o, dzr)
+                else:
+                    for j in range(u):
+                        dzr[j] = <floating>(g[o + j] * act_derivative(act, alpha, zr[j], hr[j]))
+                if mask != NULL:
+                    memset(dh + o, 0, u * sizeof(floating))
+            else:
+                # skipped step: no gate gradient, the state gradient passes through unchanged
+                memset(dzr, 0, u * sizeof(floating))
+                memcpy(dh + o, g + o, u * sizeof(floating))
+        # gradient with respect to h_{s-1}: dz @ rkernel^T (added to the pass-through of skipped rows)
+        if s > 0 or need_dh0:
+            recurrent_matmul_t(dz + s * step + <Py_ssize_t>b0 * u, rkernel, dh + <Py_ssize_t>b0 * u,
+                               nr, u, u, <floating>(1 if mask != NULL else 0))
+
+
+def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
+                        const floating[:, ::1] kernel,     # IN  (in, u)
+                        const floating[:, ::1] rkernel,    # IN  (u, u)
+                        const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
+                        const floating[:, ::1] keep,       # IN  (batch, in) or None
+                        const floating[:, :, ::1] z,       # IN  (T, batch, u) from forward
+                        const floating[:, :, ::1] hs,      # IN  (T+1, batch, u) from forward
+                        const floating[:, :, ::1] dyseq,   # IN  (batch, T, u) dL/d(output sequence), or None
+                        const floating[:, ::1] dylast,     # IN  (batch, u) dL/d(last output), or None
+                        const floating[:, ::1] dhT,        # IN  (batch, u) dL/d(final state), or None
+                        floating[:, :, ::1] dz,            # OUT (T, batch, u) scratch: dL/dz
+                        floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
+                        floating[:, ::1] g,                # scratch (batch, u)
+                        floating[:, ::1] dkernel,          # OUT (in, u) or None
+                        floating[:, ::1] drkernel,         # OUT (u, u) or None
+                        floating[::1] dbias,               # OUT (u,) or None
+                        floating[:, :, ::1] dxt,           # scratch (T, batch, in), or None
+                        floating[:, :, ::1] dx,            # OUT (batch, T, in) or None
+                        int act, double alpha, bint reverse, bint zero_output_for_mask,
+                        bint need_dh0, bint accumulate, bint approx, int n_threads):
+    """Backpropagation through time; weight gradients (+)= when accumulate."""
+    cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
+    cdef int nb, t, r0, r1
+    cdef bint fast = approx and act == TANH
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef int[::1] first_on = _first_on_buffer(batch)
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
+            start_backward(NULL if dylast is None else &dylast[0, 0],
+                           NULL if dhT is None else &dhT[0, 0], <floating*>NULL, mask_p,
+                           &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
+                           <floating*>NULL, r0, r1)
+            simple_rnn_backward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p,
+                                     &first_on[0], dyseq_p, &dz[0, 0, 0], &dh[0, 0], &g[0, 0],
+                                     T, batch, u, act, alpha, reverse, zero_output_for_mask,
+                                     need_dh0, fast, r0, r1)
+    cdef floating[:, :, ::1] no_dz2 = None
+    cdef floating[::1] no_dbias2 = None
+    parameter_grads(xt, hs, dz, no_dz2, u, kernel, keep, dkernel, drkernel, dbias, no_dbias2, dxt,
+                    dx, reverse, accumulate, n_threads)
+
+
+def _first_on_buffer(int batch):
+    import numpy as np
+    return np.empty(max(batch, 1), dtype=np.intc)
+
+
+cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1] hs,
+                          const floating[:, :, ::1] dz, const floating[:, :, ::1] dz2, int split,
+                          const floating[:, ::1] kernel, const floating[:, ::1] keep,
+                          floating[:, ::1] dkernel, floating[:, ::1] drkernel, floating[::1] dbias,
+                          floating[::1] dbias2, floating[:, :, ::1] dxt, floating[:, :, ::1] dx,
+                          bint reverse, bint accumulate, int n_threads):
+    """After the recurrence: dkernel, drkernel (one GEMM each over all T*batch rows), the bias
+    gradients (fixed-order column sums) and dx, in one parallel region. dz (T, batch, width) is
+    dL/d(pre-activations). For the GRU, dz is the gradient of the recurrent projection; the input
+    projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient."""
+    cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
+    cdef int u = hs.shape[2], rows = T * batch, nb, t, r0, r1, c0, c1
+    cdef const floating* dz2_p = NULL if dz2 is None else &dz2[0, 0, 0]
+    cdef int ld2 = 0 if dz2 is None else dz2.shape[2]
+    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef floating* dk = NULL if dkernel is None else &dkernel[0, 0]
+    cdef floating* drk = NULL if drkernel is None else &drkernel[0, 0]
+    cdef floating* db = opt_ptr(dbias)
+    cdef floating* db2 = opt_ptr(dbias2)
+    cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
+    cdef floating beta = 1 if accumulate else 0
+    nb = max(n_row_blocks(rows, n_threads), n_row_blocks(max(nin, u), n_threads))
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        # gradient with respect to the kernel and the recurrent kernel
+        weight_grads(&xt[0, 0, 0], &hs[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, rows,
+                     nin, u, width, dk, drk, beta, nb, t)
+        # gradient with respect to the bias: column sums over all steps and rows, in row order
+        c0 = col_block_start(width, nb, t)
+        c1 = col_block_start(width, nb, t + 1)
+        if db != NULL:
+            if dz2_p == NULL:
+                column_sums(&dz[0, 0, 0], width, rows, c0, c1, db, accumulate)
+            else:   # GRU input bias: [dz[:, :split] | dz2]
+                column_sums(&dz[0, 0, 0], width, rows, c0, min(c1, split), db, accumulate)
+                column_sums(dz2_p, ld2, rows, max(c0, split) - split, c1 - split, db + split,
+                            accumulate)
+        if db2 != NULL:
+            column_sums(&dz[0, 0, 0], width, rows, c0, c1, db2, accumulate)
+        # gradient with respect to the input
+        if dx_p != NULL:
+            r0 = row_block_start(rows, nb, t)
+            r1 = row_block_start(rows, nb, t + 1)
+            input_grads(&dz[0, 0, 0], width, dz2_p, ld2, split, &kernel[0, 0], nin, width, keep_p,
+                        batch, T, reverse, &dxt[0, 0, 0], dx_p, r0, r1)
+
+
+# ------------------------------------------------------------------------------------ LSTM
+cdef void lstm_cell_generic(const floating* z, floating* a, const floating* cp, floating* c,
+                            floating* tc, floating* h, int n_rows, int u, int act, double alpha,
+                            int ract, double ralpha) noexcept nogil:
+    """The LSTM step for any activations (double-precision math)."""
+    cdef int r, j
+    cdef Py_ssize_t oz, o
+    cdef double ig, fg, gg, og, cc, tt
+    for r in range(n_rows):
+        oz = <Py_ssize_t>r * 4 * u
+        o = <Py_ssize_t>r * u
+        for j in range(u):
+            ig = act_forward(ract, ralpha, z[oz + j])
+            fg = act_forward(ract, ralpha, z[oz + u + j])
+            gg = act_forward(act, alpha, z[oz + 2 * u + j])
+            og = act_forward(ract, ralpha, z[oz + 3 * u + j])
+            a[oz + j] = <floating>ig
+            a[oz + u + j] = <floating>fg
+            a[oz + 2 * u + j] = <floating>gg
+            a[oz + 3 * u + j] = <floating>og
+            cc = fg * cp[o + j] + ig * gg
+            tt = act_forward(act, alpha, cc)
+            c[o + j] = <floating>cc
+            tc[o + j] = <floating>tt
+            h[o + j] = <floating>(og * tt)
+
+
+cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs, floating* tc,
+                            const floating* rkernel, const unsigned char* mask, floating* yseq,
+                            floating* ylast, int T, int batch, int u, int act, double alpha,
+                            int ract, double ralpha, bint reverse, bint zero_output,
+                            bint zero_state, bint fast, int b0, int b1) noexcept nogil:
+    cdef int s, b, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
+    cdef floating* zs
+    cdef floating* as_
+    for s in range(T):
+        zs = z + 4 * (s * step + off)
+        as_ = a + 4 * (s * step + off)
+        if not (s == 0 and zero_state):
+            recurrent_matmul(hs + s * step + off, rkernel, zs, nr, u, 4 * u, <floating>1)
+        if floating is float and fast:
+            lstm_forward_rows_f(nr, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
+                                tc + s * step + off, hs + (s + 1) * step + off)
+        else:
+            lstm_cell_generic(zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
+                              tc + s * step + off, hs + (s + 1) * step + off, nr, u, act, alpha,
+                              ract, ralpha)
+        if mask != NULL:   # skipped steps carry the cell state
+            for b in range(b0, b1):
+                if not step_on(mask, T, b, input_time(s, T, reverse)):
+                    memcpy(cs + (s + 1) * step + <Py_ssize_t>b * u, cs + s * step + <Py_ssize_t>b * u,
+                           u * sizeof(floating))
+        emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+
+
+def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
+                 const floating[:, ::1] kernel,    # IN  (in, 4u)   gates i, f, c, o
+                 const floating[:, ::1] rkernel,   # IN  (u, 4u)
+                 const floating[::1] bias,         # IN  (4u,) or None
+                 const unsigned char[:, ::1] mask, # IN  (batch, T), 0 = skip the step; or None
+                 const floating[:, ::1] keep,      # IN  (batch, in) dropout multipliers, or None
+                 floating[:, :, ::1] xt,           # OUT (T, batch, in)
+                 floating[:, :, ::1] z,            # OUT (T, batch, 4u) pre-activations
+                 floating[:, :, ::1] a,            # OUT (T, batch, 4u) activations i, f, c~, o
+                 floating[:, :, ::1] hs,           # IN/OUT (T+1, batch, u), hs[0] = h0
+                 floating[:, :, ::1] cs,           # IN/OUT (T+1, batch, u), cs[0] = c0
+                 floating[:, :, ::1] tc,           # OUT (T, batch, u) act(c)
+                 floating[:, :, ::1] yseq,         # OUT (batch, T, u) or None
+                 floating[:, ::1] ylast,           # OUT (batch, u) last output
+                 int act, double alpha, int ract, double ralpha, bint reverse,
+                 bint zero_output_for_mask, bint zero_state, bint approx, int n_threads):
+    """i, f, o = ract(.), c~ = act(.) of x_t @ kernel + h @ rkernel + bias;
+    c := f * c + i * c~;  h := o * act(c)."""
+    cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
+    cdef int rows = T * batch, nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const floating* bias_p = NULL if bias is None else &bias[0]
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(rows, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(rows, nb, t)
+        r1 = row_block_start(rows, nb, t + 1)
+        if r1 > r0:
+            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u,
+                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            lstm_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
+                              &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
+                              alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
+                              fast, r0, r1)
+
+
+cdef void lstm_gate_grads_generic(const floating* z, const floating* a, const floating* cp,
+                                  const floating* c, const floating* tc, const floating* g,
+                                  floating* dc, floating* dz, int u, int act, double alpha,
+                                  int ract, double ralpha) noexcept nogil:
+    """One row: dz (4u) := dL/d(pre-activations); dc := dL/dc_prev (in: dL/dc)."""
+    cdef int j
+    cdef double ig, fg, gg, og, dct
+    for j in range(u):
+        ig = a[j]
+        fg = a[u + j]
+        gg = a[2 * u + j]
+        og = a[3 * u + j]
+        # through h = o * act(c), then c = f * c_prev + i * c~
+        dct = dc[j] + g[j] * og * act_derivative(act, alpha, c[j], tc[j])
+        dz[j] = <floating>(dct * gg * act_derivative(ract, ralpha, z[j], ig))              # input gate
+        dz[u + j] = <floating>(dct * cp[j] * act_derivative(ract, ralpha, z[u + j], fg))   # forget gate
+        dz[2 * u + j] = <floating>(dct * ig * act_derivative(act, alpha, z[2 * u + j], gg))  # candidate
+        dz[3 * u + j] = <floating>(g[j] * tc[j] * act_derivative(ract, ralpha, z[3 * u + j], og))  # output gate
+        dc[j] = <floating>(dct * fg)   # to c_prev
+
+
+cdef void lstm_backward_rows(const floating* z, const floating* a, const floating* cs,
+                             const floating* tc, const floating* rkernel,
+                             const unsigned char* mask, const int* first_on,
+                             const floating* dyseq, floating* dz, floating* dh, floating* dc,
+                             floating* g, int T, int batch, int u, int act, double alpha,
+                             int ract, double ralpha, bint reverse, bint zero_output,
+                             bint need_dh0, bint fast, int b0, int b1) noexcept nogil:
+    cdef int s, b, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, o, o4
+    for s in range(T - 1, -1, -1):
+        gather_dh(dh, dyseq, mask, first_on, T, u, s, reverse, zero_output, g, b0, b1)
+        for b in range(b0, b1):
+            o = <Py_ssize_t>b * u
+            o4 = 4 * (s * step + o)
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                if floating is float and fast:
+                    lstm_backward_row_f(u, a + o4, cs + s * step + o, tc + s * step + o, g + o,
+                                        dc + o, dz + o4)
+                else:
+                    lstm_gate_grads_generic(z + o4, a + o4, cs + s * step + o,
+                                            cs + (s + 1) * step + o, tc + s * step + o, g + o,
+                                            dc + o, dz + o4, u, act, alpha, ract, ralpha)
+                if mask != NULL:
+                    memset(dh + o, 0, u * sizeof(floating))
+            else:
+                # skipped step: no gate gradient; dL/dh and dL/dc pass through unchanged
+                memset(dz + o4, 0, 4 * u * sizeof(floating))
+                memcpy(dh + o, g + o, u * sizeof(floating))
+        # gradient with respect to h_{s-1}: dz @ rkernel^T (added to the pass-through of skipped rows)
+        if s > 0 or need_dh0:
+            recurrent_matmul_t(dz + 4 * (s * step + <Py_ssize_t>b0 * u), rkernel,
+                               dh + <Py_ssize_t>b0 * u, nr, u, 4 * u,
+                               <floating>(1 if mask != NULL else 0))
+
+
+def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
+                  const floating[:, ::1] kernel,     # IN  (in, 4u)
+                  const floating[:, ::1] rkernel,    # IN  (u, 4u)
+                  const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
+                  const floating[:, ::1] keep,       # IN  (batch, in) or None
+                  const floating[:, :, ::1] z,       # IN  (T, batch, 4u) from forward
+                  const floating[:, :, ::1] a,       # IN  (T, batch, 4u) from forward
+                  const floating[:, :, ::1] hs,      # IN  (T+1, batch, u) from forward
+                  const floating[:, :, ::1] cs,      # IN  (T+1, batch, u) from forward
+                  const floating[:, :, ::1] tc,      # IN  (T, batch, u) from forward
+                  const floating[:, :, ::1] dyseq,   # IN  (batch, T, u) or None
+                  const floating[:, ::1] dylast,     # IN  (batch, u) or None
+                  const floating[:, ::1] dhT,        # IN  (batch, u) dL/d(final h), or None
+                  const floating[:, ::1] dcT,        # IN  (batch, u) dL/d(final c), or None
+                  floating[:, :, ::1] dz,            # OUT (T, batch, 4u) scratch: dL/dz
+                  floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
+                  floating[:, ::1] dc,               # OUT (batch, u) dL/dc0
+                  floating[:, ::1] g,                # scratch (batch, u)
+                  floating[:, ::1] dkernel,          # OUT (in, 4u) or None
+                  floating[:, ::1] drkernel,         # OUT (u, 4u) or None
+                  floating[::1] dbias,               # OUT (4u,) or None
+                  floating[:, :, ::1] dxt,           # scratch (T, batch, in), or None
+                  floating[:, :, ::1] dx,            # OUT (batch, T, in) or None
+                  int act, double alpha, int ract, double ralpha, bint reverse,
+                  bint zero_output_for_mask, bint need_dh0, bint accumulate, bint approx,
+                  int n_threads):
+    """Backpropagation through time; weight gradients (+)= when accumulate."""
+    cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
+    cdef int nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef int[::1] first_on = _first_on_buffer(batch)
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
+            start_backward(NULL if dylast is None else &dylast[0, 0],
+                           NULL if dhT is None else &dhT[0, 0], NULL if dcT is None else &dcT[0, 0],
+                           mask_p, &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
+                           &dc[0, 0], r0, r1)
+            lstm_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
+                               &rkernel[0, 0], mask_p, &first_on[0], dyseq_p, &dz[0, 0, 0],
+                               &dh[0, 0], &dc[0, 0], &g[0, 0], T, batch, u, act, alpha, ract,
+                               ralpha, reverse, zero_output_for_mask, need_dh0, fast, r0, r1)
+    cdef floating[:, :, ::1] no_dz2 = None
+    cdef floating[::1] no_dbias2 = None
+    parameter_grads(xt, hs, dz, no_dz2, 4 * u, kernel, keep, dkernel, drkernel, dbias, no_dbias2,
+                    dxt, dx, reverse, accumulate, n_threads)
+
+
+# ------------------------------------------------------------------------------------ GRU
+cdef void gru_cell_generic(floating* z, const floating* rec, const floating* brec, floating* a,
+                           floating* rh, const floating* hp, floating* h, int n_rows, int u,
+                           int act, double alpha, int ract, double ralpha) noexcept nogil:
+    """The GRU (reset_after) step for any activations (double-precision math)."""
+    cdef int r, j
+    cdef Py_ssize_t o3, o
+    cdef double pz, pr, zg, rg, rhv, ph, hh
+    for r in range(n_rows):
+        o3 = <Py_ssize_t>r * 3 * u
+        o = <Py_ssize_t>r * u
+        for j in range(u):
+            pz = z[o3 + j] + rec[o3 + j] + brec[j]
+            pr = z[o3 + u + j] + rec[o3 + u + j] + brec[u + j]
+            zg = act_forward(ract, ralpha, pz)
+            rg = act_forward(ract, ralpha, pr)
+            rhv = rec[o3 + 2 * u + j] + brec[2 * u + j]
+            ph = z[o3 + 2 * u + j] + rg * rhv
+            hh = act_forward(act, alpha, ph)
+            z[o3 + j] = <floating>pz
+            z[o3 + u + j] = <floating>pr
+            z[o3 + 2 * u + j] = <floating>ph
+            a[o3 + j] = <floating>zg
+            a[o3 + u + j] = <floating>rg
+            a[o3 + 2 * u + j] = <floating>hh
+            rh[o + j] = <floating>rhv
+            h[o + j] = <floating>(zg * hp[o + j] + (1.0 - zg) * hh)
+
+
+cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs, floating* rec,
+                           const floating* rkernel, const floating* brec,
+                           const unsigned char* mask, floating* yseq, floating* ylast, int T,
+                           int batch, int u, int act, double alpha, int ract, double ralpha,
+                           bint reverse, bint zero_output, bint zero_state, bint fast,
+                           int b0, int b1) noexcept nogil:
+    cdef int s, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
+    cdef floating* recb = rec + 3 * off
+    for s in range(T):
+        # recurrent projection h_{s-1} @ rkernel of the block's rows (zeros from a zero state)
+        if s == 0 and zero_state:
+            memset(recb, 0, 3 * nr * u * sizeof(floating))
+        else:
+            recurrent_matmul(hs + s * step + off, rkernel, recb, nr, u, 3 * u, <floating>0)
+        if floating is float and fast:
+            gru_forward_rows_f(nr, u, z + 3 * (s * step + off), recb, brec,
+                               a + 3 * (s * step + off), rh + s * step + off, hs + s * step + off,
+                               hs + (s + 1) * step + off)
+        else:
+            gru_cell_generic(z + 3 * (s * step + off), recb, brec, a + 3 * (s * step + off),
+                             rh + s * step + off, hs + s * step + off, hs + (s + 1) * step + off,
+                             nr, u, act, alpha, ract, ralpha)
+        emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+
+
+def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
+                const floating[:, ::1] kernel,     # IN  (in, 3u)   gates z, r, h
+                const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                const floating[:, ::1] bias,       # IN  (2, 3u): input bias, recurrent bias; or None
+                const unsigned char[:, ::1] mask,  # IN  (batch, T), 0 = skip the step; or None
+                const floating[:, ::1] keep,       # IN  (batch, in) dropout multipliers, or None
+                floating[:, :, ::1] xt,            # OUT (T, batch, in)
+                floating[:, :, ::1] z,             # OUT (T, batch, 3u) pre-activations
+                floating[:, :, ::1] a,             # OUT (T, batch, 3u) activations z, r, h~
+                floating[:, :, ::1] rh,            # OUT (T, batch, u) h_{s-1} @ U_h + b_rh
+                floating[:, :, ::1] hs,            # IN/OUT (T+1, batch, u), hs[0] = h0
+                floating[:, ::1] rec,              # scratch (batch, 3u)
+                floating[:, :, ::1] yseq,          # OUT (batch, T, u) or None
+                floating[:, ::1] ylast,            # OUT (batch, u) last output
+                int act, double alpha, int ract, double ralpha, bint reverse,
+                bint zero_output_for_mask, bint zero_state, bint approx, int n_threads):
+    """Keras GRU with reset_after: z, r = ract(x W + b_i + h U + b_r) (z, r parts);
+    h~ = act(x W_h + b_ih + r * (h U_h + b_rh));  h := z * h + (1 - z) * h~."""
+    cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
+    cdef int rows = T * batch, nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const floating* bias_p = NULL if bias is None else &bias[0, 0]
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
+    cdef floating[::1] zeros
+    cdef const floating* brec
+    if batch == 0 or T == 0:
+        return
+    if bias is None:
+        import numpy as np
+        zeros = np.zeros(3 * u, dtype=np.float32 if floating is float else np.float64)
+        brec = &zeros[0]
+    else:
+        brec = &bias[1, 0]
+    nb = n_row_blocks(rows, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(rows, nb, t)
+        r1 = row_block_start(rows, nb, t + 1)
+        if r1 > r0:
+            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
+                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            gru_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
+                             &rkernel[0, 0], brec, mask_p, yseq_p, &ylast[0, 0], T, batch, u,
+                             act, alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
+                             fast, r0, r1)
+
+
+cdef void gru_gate_grads_generic(const floating* z, const floating* a, const floating* rh,
+                                 const floating* hp, const floating* g, floating* dr,
+                                 floating* dxh, floating* dhp, int u, int act, double alpha,
+                                 int ract, double ralpha) noexcept nogil:
+    """One row: dr (3u) := dL/d(h_prev @ U + b_r); dxh (u) := dL/d(candidate input part);
+    dhp (u) := g * z, the direct part of dL/dh_prev."""
+    cdef int j
+    cdef double zg, rg, hh, dph
+    for j in range(u):
+        zg = a[j]
+        rg = a[u + j]
+        hh = a[2 * u + j]
+        dph = g[j] * (1.0 - zg) * act_derivative(act, alpha, z[2 * u + j], hh)   # candidate pre-activation
+        dr[j] = <floating>(g[j] * (hp[j] - hh) * act_derivative(ract, ralpha, z[j], zg))   # update gate
+        dr[u + j] = <floating>(dph * rh[j] * act_derivative(ract, ralpha, z[u + j], rg))   # reset gate
+        dr[2 * u + j] = <floating>(dph * rg)   # recurrent part of the candidate
+        dxh[j] = <floating>dph                 # input part of the candidate
+        dhp[j] = <floating>(g[j] * zg)         # h_prev through the update gate
+
+
+cdef void gru_backward_rows(const floating* z, const floating* a, const floating* rh,
+                            const floating* hs, const floating* rkernel,
+                            const unsigned char* mask, const int* first_on,
+                            const floating* dyseq, floating* dr, floating* dxh, floating* dh,
+                            floating* g, int T, int batch, int u, int act, double alpha,
+                            int ract, double ralpha, bint reverse, bint zero_output,
+                            bint need_dh0, bint fast, int b0, int b1) noexcept nogil:
+    cdef int s, b, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, o, o3
+    for s in range(T - 1, -1, -1):
+        gather_dh(dh, dyseq, mask, first_on, T, u, s, reverse, zero_output, g, b0, b1)
+        for b in range(b0, b1):
+            o = <Py_ssize_t>b * u
+            o3 = 3 * (s * step + o)
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                if floating is float and fast:
+                    gru_backward_row_f(u, a + o3, rh + s * step + o, hs + s * step + o, g + o,
+                                       dr + o3, dxh + s * step + o, dh + o)
+                else:
+                    gru_gate_grads_generic(z + o3, a + o3, rh + s * step + o, hs + s * step + o,
+                                           g + o, dr + o3, dxh + s * step + o, dh + o, u, act,
+                                           alpha, ract, ralpha)
+            else:
+                # skipped step: no gate gradient; dL/dh passes through unchanged
+                memset(dr + o3, 0, 3 * u * sizeof(floating))
+                memset(dxh + s * step + o, 0, u * sizeof(floating))
+                memcpy(dh + o, g + o, u * sizeof(floating))
+        # gradient with respect to h_{s-1}: dh (direct part) += dr @ rkernel^T
+        if s > 0 or need_dh0:
+            recurrent_matmul_t(dr + 3 * (s * step + <Py_ssize_t>b0 * u), rkernel,
+                               dh + <Py_ssize_t>b0 * u, nr, u, 3 * u, <floating>1)
+
+
+def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
+                 const floating[:, ::1] kernel,     # IN  (in, 3u)
+                 const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                 const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
+                 const floating[:, ::1] keep,       # IN  (batch, in) or None
+                 const floating[:, :, ::1] z,       # IN  (T, batch, 3u) from forward
+                 const floating[:, :, ::1] a,       # IN  (T, batch, 3u) from forward
+                 const floating[:, :, ::1] rh,      # IN  (T, batch, u) from forward
+                 const floating[:, :, ::1] hs,      # IN  (T+1, batch, u) from forward
+                 const floating[:, :, ::1] dyseq,   # IN  (batch, T, u) or None
+                 const floating[:, ::1] dylast,     # IN  (batch, u) or None
+                 const floating[:, ::1] dhT,        # IN  (batch, u) dL/d(final h), or None
+                 floating[:, :, ::1] dr,            # OUT (T, batch, 3u) scratch: dL/d(recurrent projection)
+                 floating[:, :, ::1] dxh,           # OUT (T, batch, u) scratch: dL/d(candidate input part)
+                 floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
+                 floating[:, ::1] g,                # scratch (batch, u)
+                 floating[:, ::1] dkernel,          # OUT (in, 3u) or None
+                 floating[:, ::1] drkernel,         # OUT (u, 3u) or None
+                 floating[:, ::1] dbias,            # OUT (2, 3u) or None
+                 floating[:, :, ::1] dxt,           # scratch (T, batch, in), or None
+                 floating[:, :, ::1] dx,            # OUT (batch, T, in) or None
+                 int act, double alpha, int ract, double ralpha, bint reverse,
+                 bint zero_output_for_mask, bint need_dh0, bint accumulate, bint approx,
+                 int n_threads):
+    """Backpropagation through time; weight gradients (+)= when accumulate.
+
+    The input projection's gradient is [dr[:, :2u] | dxh]; the recurrent projection's is dr.
+    """
+    cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
+    cdef int nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef int[::1] first_on = _first_on_buffer(batch)
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(batch, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
+            start_backward(NULL if dylast is None else &dylast[0, 0],
+                           NULL if dhT is None else &dhT[0, 0], <floating*>NULL, mask_p,
+                           &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
+                           <floating*>NULL, r0, r1)
+            gru_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0],
+                              &rkernel[0, 0], mask_p, &first_on[0], dyseq_p, &dr[0, 0, 0],
+                              &dxh[0, 0, 0], &dh[0, 0], &g[0, 0], T, batch, u, act, alpha, ract,
+                              ralpha, reverse, zero_output_for_mask, need_dh0, fast, r0, r1)
+    cdef floating[::1] db_in = None
+    cdef floating[::1] db_rec = None
+    if dbias is not None:
+        db_in = dbias[0]
+        db_rec = dbias[1]
+    parameter_grads(xt, hs, dr, dxh, 2 * u, kernel, keep, dkernel, drkernel, db_in, db_rec, dxt,
+                    dx, reverse, accumulate, n_threads)
