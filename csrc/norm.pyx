@@ -454,12 +454,14 @@ def layer_norm_forward(const floating[:, ::1] x,    # IN  (rows, n) n = the norm
                        double epsilon, int n_threads):
     """y[r] := (x[r] - mean(x[r])) / sqrt(var(x[r]) + eps) * gamma + beta, rows split over threads."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
-    cdef int nb = <int>min(<Py_ssize_t>max(1, n_threads), max(1, m * n // CHUNK_ELEMS)), t
+    cdef int nb = <int>min(<Py_ssize_t>max(1, n_threads), max(1, m * n // CHUNK_ELEMS), m), t
     cdef const floating* g = &gamma[0] if gamma is not None else NULL
     cdef const floating* b = &beta[0] if beta is not None else NULL
     if m == 0 or n == 0:
         return
-    nb = <int>min(<Py_ssize_t>nb, m)
+    if nb == 1:
+        rows_layer_norm(&x[0, 0], g, b, &stats[0, 0], &y[0, 0], 0, m, n, epsilon)
+        return
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         rows_layer_norm(&x[0, 0], g, b, &stats[0, 0], &y[0, 0],
                         block_start(m, nb, t), block_start(m, nb, t + 1), n, epsilon)
@@ -472,7 +474,7 @@ cdef void chunk_layer_norm_backward(const floating* x, const floating* dy, const
     (when s_dy != NULL)."""
     cdef Py_ssize_t r, j
     cdef double mu, inv
-    cdef floating mu_f, inv_f, a_f, b_f
+    cdef floating mu_f, inv_f, a_f = 0, b_f = 0, xh
     cdef const floating* xr
     cdef const floating* gr
     cdef floating* dr
@@ -487,24 +489,63 @@ cdef void chunk_layer_norm_backward(const floating* x, const floating* dy, const
         inv = stats[2 * r + 1]
         mu_f = <floating>mu
         inv_f = <floating>inv
-        # gradient with respect to gamma and beta: this row's dy * xhat and dy
-        if s_dy != NULL:
-            for j in range(n):
-                s_dy[j] += gr[j]
-            for j in range(n):
-                s_dyxhat[j] += gr[j] * ((xr[j] - mu_f) * inv_f)
-        # gradient with respect to the input: with g = dy * gamma and xhat = (x - mean) * inv,
-        # dx = inv * (g - mean_j(g) - xhat * mean_j(g * xhat))
         if dx != NULL:
-            dr = dx + r * n
             a_f = <floating>(row_dot(gr, gamma, n) / n)                    # mean_j(g)
             b_f = <floating>(row_dot_dev(gr, gamma, xr, mu, n) * inv / n)  # mean_j(g * xhat)
+        if dx != NULL and s_dy != NULL:
+            # both in one pass over the row: the weight gradients' partial sums (dy and dy * xhat)
+            # and the gradient with respect to the input (below)
+            dr = dx + r * n
+            if gamma != NULL:
+                for j in range(n):
+                    xh = (xr[j] - mu_f) * inv_f
+                    s_dy[j] += gr[j]
+                    s_dyxhat[j] += gr[j] * xh
+                    dr[j] = inv_f * (gr[j] * gamma[j] - a_f - xh * b_f)
+            else:
+                for j in range(n):
+                    xh = (xr[j] - mu_f) * inv_f
+                    s_dy[j] += gr[j]
+                    s_dyxhat[j] += gr[j] * xh
+                    dr[j] = inv_f * (gr[j] - a_f - xh * b_f)
+        elif s_dy != NULL:
+            # gradient with respect to gamma and beta: this row's dy * xhat and dy
+            for j in range(n):
+                xh = (xr[j] - mu_f) * inv_f
+                s_dy[j] += gr[j]
+                s_dyxhat[j] += gr[j] * xh
+        elif dx != NULL:
+            # gradient with respect to the input: with g = dy * gamma and xhat = (x - mean) * inv,
+            # dx = inv * (g - mean_j(g) - xhat * mean_j(g * xhat))
+            dr = dx + r * n
             if gamma != NULL:
                 for j in range(n):
                     dr[j] = inv_f * (gr[j] * gamma[j] - a_f - (xr[j] - mu_f) * inv_f * b_f)
             else:
                 for j in range(n):
                     dr[j] = inv_f * (gr[j] - a_f - (xr[j] - mu_f) * inv_f * b_f)
+
+
+cdef void ln_weight_grads(double* part, Py_ssize_t n_chunks, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,
+                          floating* dgamma, floating* dbeta, bint accumulate) noexcept nogil:
+    """Features j0 <= j < j1: the chunks' partial sums added in chunk order (into chunk 0's
+    slots), then dbeta (+)= sum_r dy and dgamma (+)= sum_r dy * xhat."""
+    cdef Py_ssize_t k, j
+    cdef double* s1 = part
+    cdef double* s2 = part + n
+    cdef const double* p
+    for k in range(1, n_chunks):   # chunk order: the same sums whatever the thread count
+        p = part + 2 * k * n
+        for j in range(j0, j1):
+            s1[j] += p[j]
+            s2[j] += p[n + j]
+    for j in range(j0, j1):
+        # gradient with respect to beta
+        if dbeta != NULL:
+            dbeta[j] = <floating>((dbeta[j] if accumulate else 0) + s1[j])
+        # gradient with respect to gamma
+        if dgamma != NULL:
+            dgamma[j] = <floating>((dgamma[j] if accumulate else 0) + s2[j])
 
 
 def layer_norm_backward(const floating[:, ::1] x,     # IN  (rows, n) the forward input
@@ -522,35 +563,39 @@ def layer_norm_backward(const floating[:, ::1] x,     # IN  (rows, n) the forwar
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t rows_per = chunk_rows(m, n)
     cdef Py_ssize_t n_chunks = (m + rows_per - 1) // rows_per
-    cdef int nb = <int>min(<Py_ssize_t>max(1, n_threads), n_chunks)
-    cdef Py_ssize_t k, j, r0, r1
-    cdef double s1, s2
-    cdef bint want_dg = dgamma is not None, want_db = dbeta is not None
-    cdef bint want_sums = want_dg or want_db
+    cdef int nt = max(1, n_threads), nb, t
+    cdef Py_ssize_t k
     cdef const floating* g = &gamma[0] if gamma is not None else NULL
-    cdef floating* dxp = &dx[0, 0] if (dx is not None and m > 0 and n > 0) else NULL
-    if n == 0:
+    cdef floating* dgp = &dgamma[0] if dgamma is not None else NULL
+    cdef floating* dbp = &dbeta[0] if dbeta is not None else NULL
+    cdef bint want_sums = dgp != NULL or dbp != NULL
+    cdef floating* dxp
+    cdef const floating* xp
+    cdef const floating* gp
+    cdef const double* sp
+    cdef double* pp
+    if n == 0 or m == 0 or not (want_sums or dx is not None):
         return
-    if m > 0 and (want_sums or dxp != NULL):
+    xp, gp, sp = &x[0, 0], &dy[0, 0], &stats[0, 0]
+    dxp = &dx[0, 0] if dx is not None else NULL
+    pp = &partials[0, 0, 0] if want_sums else NULL
+    nb = <int>min(<Py_ssize_t>nt, n_chunks)
+    if nb == 1:
+        for k in range(n_chunks):
+            chunk_layer_norm_backward(xp, gp, g, sp, dxp, pp + 2 * k * n if want_sums else NULL,
+                                      pp + (2 * k + 1) * n if want_sums else NULL,
+                                      k * rows_per, min(m, (k + 1) * rows_per), n)
+    else:
         for k in prange(n_chunks, nogil=True, schedule="static", num_threads=nb):
-            r0 = k * rows_per
-            r1 = min(m, r0 + rows_per)
-            chunk_layer_norm_backward(&x[0, 0], &dy[0, 0], g, &stats[0, 0], dxp,
-                                      &partials[k, 0, 0] if want_sums else NULL,
-                                      &partials[k, 1, 0] if want_sums else NULL, r0, r1, n)
+            chunk_layer_norm_backward(xp, gp, g, sp, dxp, pp + 2 * k * n if want_sums else NULL,
+                                      pp + (2 * k + 1) * n if want_sums else NULL,
+                                      k * rows_per, min(m, (k + 1) * rows_per), n)
     if not want_sums:
         return
-    nb = <int>min(<Py_ssize_t>max(1, n_threads), max(1, n * n_chunks // CHUNK_ELEMS))
-    for j in prange(n, nogil=True, schedule="static", num_threads=nb):
-        s1 = 0
-        s2 = 0
-        if m > 0:
-            for k in range(n_chunks):   # chunk order: the same sum whatever the thread count
-                s1 = s1 + partials[k, 0, j]
-                s2 = s2 + partials[k, 1, j]
-        # gradient with respect to beta
-        if want_db:
-            dbeta[j] = <floating>((dbeta[j] if accumulate else 0) + s1)
-        # gradient with respect to gamma
-        if want_dg:
-            dgamma[j] = <floating>((dgamma[j] if accumulate else 0) + s2)
+    nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
+    if nb == 1:
+        ln_weight_grads(pp, n_chunks, n, 0, n, dgp, dbp, accumulate)
+    else:
+        for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+            ln_weight_grads(pp, n_chunks, n, block_start(n, nb, t), block_start(n, nb, t + 1), dgp, dbp,
+                            accumulate)
