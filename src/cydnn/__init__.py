@@ -11,7 +11,7 @@ Compiled Cython + OpenMP kernels behind a Keras-like API:
 __version__ = "0.1.0"
 
 from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
-               optimizers, regularizers)
+               optimizers, regularizers, schedules)
 from .backend import floatx, set_floatx, set_random_seed
 from .models import Sequential
 from .functional import Input, Model
@@ -23,7 +23,7 @@ from .threads import get_num_threads, openmp_enabled, set_num_threads
 
 __all__ = [
     "Sequential", "Perceptron", "layers", "activations", "losses", "metrics", "optimizers",
-    "initializers", "regularizers", "callbacks", "datasets", "backend", "set_num_threads",
+    "initializers", "regularizers", "schedules", "callbacks", "datasets", "backend", "set_num_threads",
     "get_num_threads", "openmp_enabled", "set_floatx", "floatx", "set_random_seed",
     "register_serializable", "__version__",
 ]

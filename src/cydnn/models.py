@@ -80,6 +80,7 @@ class Sequential(Network):
             input_shape = input_shape[0]
         shape = (None,) + tuple(input_shape[1:])
         self._build_input_shape = shape
+        self._unify_dtypes()
         for layer in self._layers:
             shape = layer.ensure_built(shape)
         self.input_shapes = [self._build_input_shape]
@@ -88,6 +89,19 @@ class Sequential(Network):
         self._seen_shapes = set()
         if self.compiled:
             self._setup_losses()
+
+    def _unify_dtypes(self):
+        """One dtype through the stack (the first layer's): a layer not built yet adopts it, so a
+        Dropout made under float32 works inside a float64 model; a built one must match."""
+        first = self._input_layer if self._input_layer is not None else self._layers[0]
+        dtype = first.dtype
+        for layer in self._layers:
+            if layer.dtype == dtype:
+                continue
+            if layer.built:
+                raise ValueError(f"Sequential '{self.name}': every layer must use dtype {dtype.name} (the first "
+                                 f"layer's); {describe(layer)} is built with dtype {layer.dtype.name}")
+            layer.dtype = dtype
 
     @property
     def input_shape(self):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import threads
+from . import schedules, threads
 from ._kernels import optim as _k
 from ._validation import unknown_identifier
 
@@ -123,7 +123,6 @@ class Optimizer:
     def get_config(self):
         lr = self._lr
         if callable(lr):
-            from . import schedules  # saving schedules is schedules.py's business
             lr = schedules.serialize(lr)
         return {"name": self.name, "learning_rate": lr, "clipvalue": self.clipvalue, "clipnorm": self.clipnorm,
                 "global_clipnorm": self.global_clipnorm, "weight_decay": self.weight_decay}
@@ -132,7 +131,6 @@ class Optimizer:
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
-            from . import schedules
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
