@@ -13,3 +13,4 @@ from .attention import AdditiveAttention, Attention, AttentionPooling, SelfAtten
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
                     dot, maximum, minimum, multiply, subtract)
 from .recurrent import GRU, LSTM, SimpleRNN
+from .wrappers import Bidirectional
