@@ -57,6 +57,13 @@ class Network:
             raise ValueError(f"{type(self).__name__}.compile: expected a loss (e.g. 'mse', "
                              f"'sparse_categorical_crossentropy'), received loss=None")
         self.optimizer = optimizers_mod.get(optimizer)
+        # resolve every name now, so a misspelt loss or metric fails here rather than at fit()
+        for spec in (loss.values() if isinstance(loss, dict) else _as_list(loss)):
+            if spec is not None:
+                losses_mod.get(spec)
+        for spec in (metrics.values() if isinstance(metrics, dict) else _as_list(metrics)):
+            for m in (spec if isinstance(spec, (list, tuple)) else [spec]):
+                metrics_mod.get(m)
         self._loss_spec, self._metric_spec = loss, metrics
         self._loss_weights = loss_weights
         self.compiled = True
