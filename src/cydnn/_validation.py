@@ -70,7 +70,8 @@ def check_fraction(value, who, name, low_open=False, high_open=True):
 
 
 def unknown_identifier(kind, identifier, valid):
-    return ValueError(f"Unknown {kind} {identifier!r}. Valid {kind}s: {', '.join(sorted(valid))}")
+    kinds = kind + ("es" if kind.endswith("s") else "s")
+    return ValueError(f"Unknown {kind} {identifier!r}. Valid {kinds}: {', '.join(sorted(valid))}")
 
 
 def _fmt(shape):
