@@ -673,7 +673,8 @@ def assert_same_weights_list(a, b):
 
 
 def test_duplicate_layer_names_cannot_be_saved_by_name(tmp_path):
-    model = cydnn.Sequential([layers.InputLayer(shape=(3,)), layers.Dense(3, name="same"), layers.Dense(2, name="same")])
+    model = cydnn.Sequential([layers.InputLayer(shape=(3,)), layers.Dense(3, name="same"),
+                              layers.Dense(2, name="same")])
     with pytest.raises(ValueError, match="unique"):
         model.save(tmp_path / "d.cydnn")
     assert only_file(tmp_path) == []

@@ -19,7 +19,6 @@ weights nor any stale momentum can bring a pruned weight back.
 Only kernels are pruned by default (weights whose name ends in "kernel": Dense and Conv kernels,
 depthwise and recurrent kernels); ``kernels_only=False`` prunes every trainable weight.
 """
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

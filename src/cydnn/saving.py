@@ -373,7 +373,7 @@ def _assign(plan):
 
 # ==================================================================== compile settings
 def _serialize_compile(model, path):
-    from . import losses, optimizers
+    from . import losses
 
     def loss_spec(s):
         if s is None or isinstance(s, str):
