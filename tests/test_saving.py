@@ -518,8 +518,11 @@ class ScaleShift(Layer):
     def build(self, input_shape):
         self.add_weight("scale", (input_shape[-1],), cydnn.initializers.Constant(self.init))
         self.add_weight("shift", (input_shape[-1],), "zeros")
+        self.add_weight("batches_seen", (), "zeros", trainable=False)  # a 0-d, non-trainable weight
 
     def forward(self, x, training=False):
+        if training:
+            self._weights[2] += 1
         self._x = x
         return x * self._weights[0] + self._weights[1]
 
@@ -565,6 +568,7 @@ def test_custom_layer_and_activation_round_trip(tmp_path):
     model.save(tmp_path / "c.cydnn")
     loaded = cydnn.load_model(tmp_path / "c.cydnn")
     assert isinstance(loaded.layers[0], ScaleShift) and loaded.layers[0].init == 2.0
+    assert loaded.layers[0].get_weights()[2].shape == () and loaded.layers[0].get_weights()[2] == 2
     assert isinstance(loaded.layers[1].activation, Cube) and loaded.layers[1].activation.scale == 0.5
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert_same_optimizer_state(model, loaded)

@@ -162,7 +162,7 @@ def _write_archive(path, config, arrays):
                 zf.writestr(zipfile.ZipInfo(_CONFIG, date_time=(1980, 1, 1, 0, 0, 0)), config_bytes,
                             compress_type=zipfile.ZIP_DEFLATED)
                 for name, arr in arrays.items():
-                    arr = np.ascontiguousarray(arr)
+                    arr = np.asarray(arr)  # (not ascontiguousarray: it turns a 0-d weight into 1-d)
                     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
                     with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as entry:
                         np.lib.format.write_array(entry, arr, allow_pickle=False)
