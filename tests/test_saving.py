@@ -731,3 +731,66 @@ def test_functional_round_trip_multi_input_layer(name, tmp_path):
     restore_rng(state)
     loaded.train_on_batch(xs, ys)
     assert_same_weights(model, loaded)
+
+
+# ---------------------------------------------------------------------------------------------
+# more of what a resumed run needs
+def test_learning_rate_schedule_round_trips_and_continues(tmp_path):
+    from cydnn import schedules
+    model = cydnn.Sequential([layers.InputLayer(shape=(3,)), layers.Dense(2)])
+    model.compile(optimizers.SGD(schedules.CosineDecay(0.1, decay_steps=20), momentum=0.9), "mse")
+    x, y = np.ones((8, 3), np.float32), np.ones((8, 2), np.float32)
+    model.fit(x, y, batch_size=2, verbose=0)
+    model.save(tmp_path / "s.cydnn")
+    loaded = cydnn.load_model(tmp_path / "s.cydnn")
+    assert type(loaded.optimizer.learning_rate) is schedules.CosineDecay
+    assert loaded.optimizer.current_learning_rate() == model.optimizer.current_learning_rate() < 0.1
+    model.fit(x, y, batch_size=2, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=2, verbose=0, shuffle=False)
+    assert_same_weights(model, loaded)
+
+
+class HalfMSE(cydnn.losses.MeanSquaredError):
+    """A custom loss: half the mean squared error (not registered: loaded via custom_objects)."""
+
+    def compute(self, y_true, y_pred, sample_weight, grad, code=None):
+        value = super().compute(y_true, y_pred, sample_weight, grad, code)
+        if grad is not None:
+            grad *= 0.5
+        return 0.5 * value
+
+
+def test_custom_loss_through_custom_objects(tmp_path):
+    model = cydnn.Sequential([layers.InputLayer(shape=(3,)), layers.Dense(2)])
+    model.compile("adam", HalfMSE())
+    model.save(tmp_path / "l.cydnn")
+    expect_model_file_error(tmp_path / "l.cydnn", "unknown loss class 'HalfMSE'", "custom_objects")
+    loaded = cydnn.load_model(tmp_path / "l.cydnn", custom_objects={"HalfMSE": HalfMSE})
+    assert type(loaded.loss) is HalfMSE
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    assert loaded.evaluate(x, y) == model.evaluate(x, y)
+
+
+def test_seeded_dropout_generator_state_is_restored(tmp_path):
+    x = np.random.default_rng(0).standard_normal((32, 6)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((32, 2)).astype(np.float32)
+
+    def model():
+        m = cydnn.Sequential([layers.InputLayer(shape=(6,)), layers.Dense(8, name="d1"),
+                              layers.Dropout(0.5, seed=11, name="drop"), layers.Dense(2, name="d2")])
+        m.compile(optimizers.SGD(0.05), "mse")
+        return m
+
+    cydnn.set_random_seed(0)
+    straight = model()
+    straight.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    cydnn.set_random_seed(0)
+    first = model()
+    first.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    first.save(tmp_path / "d.cydnn")
+    resumed = cydnn.load_model(tmp_path / "d.cydnn", restore_rng=True)
+    resumed.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert_same_weights(straight, resumed)
+    fresh = cydnn.load_model(tmp_path / "d.cydnn")  # without restore_rng the layer's stream restarts
+    fresh.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert not np.array_equal(fresh.get_weights()[0], straight.get_weights()[0])
