@@ -33,27 +33,44 @@ def norm_chunks(Py_ssize_t rows, Py_ssize_t cols):
     return max(1, (rows + r - 1) // r)
 
 
-# ------------------------------------------------------------------------- shared pieces
+# ------------------------------------------------------------------------- batch normalization
 
-cdef void chunk_moments(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n,
-                        double* mean, double* m2) noexcept nogil:
-    """mean[c], m2[c] := mean and sum of squared deviations of x[r0:r1, c].
+cdef inline Py_ssize_t rows_counted(const unsigned char* mask, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """How many rows of r0 <= r < r1 enter the statistics: all, or those whose mask is set."""
+    cdef Py_ssize_t r, k = 0
+    if mask == NULL:
+        return r1 - r0
+    for r in range(r0, r1):
+        k += mask[r] != 0
+    return k
+
+
+cdef void chunk_moments(const floating* x, const unsigned char* mask, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t n, double* mean, double* m2) noexcept nogil:
+    """mean[c], m2[c] := mean and sum of squared deviations of x[r, c] over r0 <= r < r1 (only
+    rows whose mask is set, when mask != NULL; zeros when there are none).
 
     Two passes over the chunk (it is still in cache for the second): the sum of squared
     deviations from the chunk mean, not E[x^2] - E[x]^2, which cancels badly."""
-    cdef Py_ssize_t r, c
-    cdef double inv_n = 1.0 / (r1 - r0), d
+    cdef Py_ssize_t r, c, count = rows_counted(mask, r0, r1)
+    cdef double d
     cdef const floating* row
     for c in range(n):
         mean[c] = 0
         m2[c] = 0
+    if count == 0:
+        return
     for r in range(r0, r1):
+        if mask != NULL and mask[r] == 0:
+            continue
         row = x + r * n
         for c in range(n):
             mean[c] += row[c]
     for c in range(n):
-        mean[c] *= inv_n
+        mean[c] /= count
     for r in range(r0, r1):
+        if mask != NULL and mask[r] == 0:
+            continue
         row = x + r * n
         for c in range(n):
             d = row[c] - mean[c]
@@ -92,40 +109,42 @@ cdef void rows_affine(const floating* x, const floating* mean, const floating* s
             yr[c] = (xr[c] - mean[c]) * scale[c] + shift[c]
 
 
-# ------------------------------------------------------------------------- batch normalization
-
-cdef void combine_moments(const double* part, Py_ssize_t n_chunks, Py_ssize_t rows_per, Py_ssize_t m,
-                          Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1, double* mean,
-                          double* var) noexcept nogil:
+cdef void combine_moments(const double* part, const unsigned char* mask, Py_ssize_t n_chunks,
+                          Py_ssize_t rows_per, Py_ssize_t m, Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1,
+                          double* mean, double* var) noexcept nogil:
     """Channels c0 <= c < c1: batch mean and biased variance from the per-chunk (mean_k, M2_k) in
-    ``part`` (n_chunks, 2, n), chunks in order (Chan et al.: M2 = sum_k M2_k + n_k (mean_k - mean)^2)."""
-    cdef Py_ssize_t k, c, nk
+    ``part`` (n_chunks, 2, n), chunks in order (Chan et al.: M2 = sum_k M2_k + n_k (mean_k - mean)^2).
+    n_k counts the chunk's rows in the statistics; with none at all, mean = var = 0."""
+    cdef Py_ssize_t k, c, nk, total = rows_counted(mask, 0, m)
     cdef const double* pm
     cdef const double* pq
     cdef double d
     for c in range(c0, c1):
         mean[c] = 0
         var[c] = 0
+    if total == 0:
+        return
     for k in range(n_chunks):
-        nk = min(rows_per, m - k * rows_per)
+        nk = rows_counted(mask, k * rows_per, min(m, (k + 1) * rows_per))
         pm = part + 2 * k * n
         for c in range(c0, c1):
             mean[c] += nk * pm[c]
     for c in range(c0, c1):
-        mean[c] /= m
+        mean[c] /= total
     for k in range(n_chunks):
-        nk = min(rows_per, m - k * rows_per)
+        nk = rows_counted(mask, k * rows_per, min(m, (k + 1) * rows_per))
         pm = part + 2 * k * n
         pq = pm + n
         for c in range(c0, c1):
             d = pm[c] - mean[c]
             var[c] += pq[c] + nk * d * d
     for c in range(c0, c1):
-        var[c] /= m
+        var[c] /= total
 
 
 cdef void bn_forward_channels(const floating* gamma, const floating* beta, floating* moving_mean,
                               floating* moving_var, double* stats, const double* part,
+                              const unsigned char* mask,
                               floating* coef, Py_ssize_t n_chunks, Py_ssize_t rows_per, Py_ssize_t m,
                               Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1, bint batch_stats,
                               double momentum, double epsilon) noexcept nogil:
@@ -136,7 +155,7 @@ cdef void bn_forward_channels(const floating* gamma, const floating* beta, float
     cdef double* inv = stats + n
     cdef double g
     if batch_stats:
-        combine_moments(part, n_chunks, rows_per, m, n, c0, c1, mean, inv)  # inv holds var for now
+        combine_moments(part, mask, n_chunks, rows_per, m, n, c0, c1, mean, inv)  # inv holds var for now
         for c in range(c0, c1):
             moving_mean[c] = <floating>(momentum * moving_mean[c] + (1.0 - momentum) * mean[c])
             moving_var[c] = <floating>(momentum * moving_var[c] + (1.0 - momentum) * inv[c])
@@ -153,6 +172,8 @@ cdef void bn_forward_channels(const floating* gamma, const floating* beta, float
 
 
 def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
+                       const unsigned char[::1] row_mask,  # IN  (rows,) rows in the statistics (!= 0),
+                                                        #     or None: every row (a sequence mask)
                        const floating[::1] gamma,       # IN  (C,), or None (scale=False: gamma = 1)
                        const floating[::1] beta,        # IN  (C,), or None (center=False: beta = 0)
                        floating[::1] moving_mean,       # IN/OUT (C,) updated in place with batch_stats
@@ -167,6 +188,8 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
     With ``batch_stats`` (training): mean, var are the batch mean and biased variance over the
     rows, and moving := momentum * moving + (1 - momentum) * batch (Keras: the biased variance
     goes into the moving variance too). Otherwise mean, var are the moving statistics.
+    With ``row_mask`` the batch statistics are taken over the masked-in rows only (Keras' masked
+    moments); every row is normalized.
     """
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t rows_per = chunk_rows(m, n)
@@ -176,6 +199,7 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
     cdef const floating* g = &gamma[0] if gamma is not None else NULL
     cdef const floating* b = &beta[0] if beta is not None else NULL
     cdef const floating* xp
+    cdef const unsigned char* mk = &row_mask[0] if (row_mask is not None and m > 0) else NULL
     cdef double* pp
     if n == 0 or m == 0:
         return
@@ -186,19 +210,21 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
         nb = <int>min(<Py_ssize_t>nt, n_chunks)
         if nb == 1:
             for k in range(n_chunks):
-                chunk_moments(xp, k * rows_per, min(m, (k + 1) * rows_per), n, pp + 2 * k * n, pp + (2 * k + 1) * n)
+                chunk_moments(xp, mk, k * rows_per, min(m, (k + 1) * rows_per), n, pp + 2 * k * n,
+                              pp + (2 * k + 1) * n)
         else:
             for k in prange(n_chunks, nogil=True, schedule="static", num_threads=nb):
-                chunk_moments(xp, k * rows_per, min(m, (k + 1) * rows_per), n, pp + 2 * k * n, pp + (2 * k + 1) * n)
+                chunk_moments(xp, mk, k * rows_per, min(m, (k + 1) * rows_per), n, pp + 2 * k * n,
+                              pp + (2 * k + 1) * n)
     # per channel: combine the chunks in order, update the moving statistics, fold gamma and beta
     # into the affine map (a small job: one thread unless there are many channels)
     nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
     if nb == 1:
-        bn_forward_channels(g, b, &moving_mean[0], &moving_var[0], &stats[0, 0], pp, &coef[0, 0],
+        bn_forward_channels(g, b, &moving_mean[0], &moving_var[0], &stats[0, 0], pp, mk, &coef[0, 0],
                             n_chunks, rows_per, m, n, 0, n, batch_stats, momentum, epsilon)
     else:
         for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-            bn_forward_channels(g, b, &moving_mean[0], &moving_var[0], &stats[0, 0], pp, &coef[0, 0],
+            bn_forward_channels(g, b, &moving_mean[0], &moving_var[0], &stats[0, 0], pp, mk, &coef[0, 0],
                                 n_chunks, rows_per, m, n, block_start(n, nb, t), block_start(n, nb, t + 1),
                                 batch_stats, momentum, epsilon)
     # the affine map, rows split over threads
@@ -213,11 +239,12 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
 
 cdef void bn_backward_channels(const floating* gamma, const double* stats, double* part,
                                floating* dgamma, floating* dbeta, floating* coef,
-                               Py_ssize_t n_chunks, Py_ssize_t m, Py_ssize_t n, Py_ssize_t c0,
+                               Py_ssize_t n_chunks, Py_ssize_t count, Py_ssize_t n, Py_ssize_t c0,
                                Py_ssize_t c1, bint need_sums, bint batch_stats,
                                bint accumulate) noexcept nogil:
     """Channels c0 <= c < c1: S1 = sum dy and S2 = sum dy * (x - mean) summed over the chunks in
-    order (into chunk 0's slots), the weight gradients, and dx's coefficients A, B, D in coef."""
+    order (into chunk 0's slots), the weight gradients, and dx's coefficients A, B, D in coef.
+    ``count`` is the number of rows the batch statistics were taken over."""
     cdef Py_ssize_t k, c
     cdef double* s1 = part
     cdef double* s2 = part + n
@@ -240,15 +267,16 @@ cdef void bn_backward_channels(const floating* gamma, const double* stats, doubl
         # gradient with respect to the input, as dx = A * dy + B * (x - mean) + D
         a = (gamma[c] if gamma != NULL else 1.0) * inv
         coef[c] = <floating>a
-        if batch_stats:
-            coef[n + c] = <floating>(-a * inv * inv * s2[c] / m)
-            coef[2 * n + c] = <floating>(-a * s1[c] / m)
+        if batch_stats and count > 0:
+            coef[n + c] = <floating>(-a * inv * inv * s2[c] / count)
+            coef[2 * n + c] = <floating>(-a * s1[c] / count)
         else:
             coef[n + c] = 0
             coef[2 * n + c] = 0
 
 
 def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forward input
+                        const unsigned char[::1] row_mask,  # IN  (rows,) as in the forward, or None
                         const floating[:, ::1] dy,     # IN  (rows, C) dL/dy
                         const floating[::1] gamma,     # IN  (C,), or None (gamma = 1)
                         const double[:, ::1] stats,    # IN  (2, C) mean, 1/sqrt(var + eps) from the forward
@@ -265,6 +293,9 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
         dx = gamma * inv * (dy - S1 / M - (x - mean) * inv^2 * S2 / M)   (batch statistics:
              mean and var depend on x)
         dx = gamma * inv * dy                                             (moving statistics)
+    With ``row_mask``, M counts the masked-in rows and only those get the two statistics terms
+    (the others did not enter the mean and variance); S1, S2 still run over every row, since
+    every output depends on the statistics.
     """
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t rows_per = chunk_rows(m, n)
@@ -278,6 +309,8 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
     cdef bint need_sums = dgp != NULL or dbp != NULL or (want_dx and batch_stats)
     cdef const floating* xp
     cdef const floating* gp
+    cdef const unsigned char* mk = &row_mask[0] if (row_mask is not None and m > 0) else NULL
+    cdef Py_ssize_t count = rows_counted(mk, 0, m)
     cdef double* pp
     cdef floating* cp
     if n == 0 or m == 0 or not (want_dx or dgp != NULL or dbp != NULL):
@@ -300,26 +333,28 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
     # per channel: combine, weight gradients, dx coefficients
     nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
     if nb == 1:
-        bn_backward_channels(g, &stats[0, 0], pp, dgp, dbp, cp, n_chunks, m, n, 0, n, need_sums,
+        bn_backward_channels(g, &stats[0, 0], pp, dgp, dbp, cp, n_chunks, count, n, 0, n, need_sums,
                              batch_stats, accumulate)
     else:
         for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-            bn_backward_channels(g, &stats[0, 0], pp, dgp, dbp, cp, n_chunks, m, n,
+            bn_backward_channels(g, &stats[0, 0], pp, dgp, dbp, cp, n_chunks, count, n,
                                  block_start(n, nb, t), block_start(n, nb, t + 1), need_sums,
                                  batch_stats, accumulate)
     # gradient with respect to the input, rows split over threads
     if want_dx:
         nb = <int>min(<Py_ssize_t>nt, max(1, m * n // CHUNK_ELEMS), m)
         if nb == 1:
-            rows_bn_input_grad(xp, gp, cp, &dx[0, 0], 0, m, n)
+            rows_bn_input_grad(xp, gp, cp, mk, &dx[0, 0], 0, m, n)
         else:
             for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-                rows_bn_input_grad(xp, gp, cp, &dx[0, 0], block_start(m, nb, t), block_start(m, nb, t + 1), n)
+                rows_bn_input_grad(xp, gp, cp, mk, &dx[0, 0], block_start(m, nb, t), block_start(m, nb, t + 1), n)
 
 
 cdef void rows_bn_input_grad(const floating* x, const floating* dy, const floating* coef,
-                             floating* dx, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n) noexcept nogil:
-    """dx[r, c] := A[c] * dy[r, c] + B[c] * (x[r, c] - mean[c]) + D[c]; coef rows A, B, D, mean."""
+                             const unsigned char* mask, floating* dx, Py_ssize_t r0, Py_ssize_t r1,
+                             Py_ssize_t n) noexcept nogil:
+    """dx[r, c] := A[c] * dy[r, c] + B[c] * (x[r, c] - mean[c]) + D[c]; coef rows A, B, D, mean.
+    Rows whose mask is 0 (when mask != NULL) did not enter the statistics: dx = A * dy."""
     cdef const floating* a = coef
     cdef const floating* b = coef + n
     cdef const floating* d = coef + 2 * n
@@ -332,8 +367,12 @@ cdef void rows_bn_input_grad(const floating* x, const floating* dy, const floati
         xr = x + r * n
         gr = dy + r * n
         dr = dx + r * n
-        for c in range(n):
-            dr[c] = a[c] * gr[c] + b[c] * (xr[c] - mean[c]) + d[c]
+        if mask != NULL and mask[r] == 0:
+            for c in range(n):
+                dr[c] = a[c] * gr[c]
+        else:
+            for c in range(n):
+                dr[c] = a[c] * gr[c] + b[c] * (xr[c] - mean[c]) + d[c]
 
 
 # ------------------------------------------------------------------------- layer normalization

@@ -6,7 +6,7 @@ import pytest
 import cydnn
 from cydnn import threads
 from cydnn.layers import BatchNormalization, Dense, LayerNormalization
-from helpers import check_layer_gradients
+from helpers import check_layer_gradients, numeric_grad
 
 RNG = np.random.default_rng(1234)
 
@@ -133,6 +133,56 @@ def test_layer_norm_matches_formula_and_passes_masks():
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3) * ln.gamma + ln.beta, rtol=1e-12, atol=1e-12)
     mask = np.ones((3, 4), dtype=bool)
     assert ln.compute_mask(x, mask) is mask
+
+
+def _sequence_mask(rng, batch, time):
+    lengths = rng.integers(1, time + 1, batch)
+    lengths[0] = time
+    return np.arange(time)[None, :] < lengths[:, None]
+
+
+def test_masked_batch_statistics_follow_keras():
+    """With a (batch, time) mask, mean and variance come from the unmasked steps only (Keras'
+    masked moments); every step is normalized and the mask is passed on."""
+    x = RNG.normal(1.0, 2.0, (5, 7, 3))
+    mask = _sequence_mask(RNG, 5, 7)
+    x[~mask] = 100.0  # padding that would wreck unmasked statistics
+    bn = BatchNormalization(momentum=0.5, dtype="float64")
+    bn(x[:1])
+    y = bn.forward(x, training=True, mask=mask)
+    mean, var = x[mask].mean(axis=0), x[mask].var(axis=0)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.moving_mean, 0.5 * mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.moving_variance, 0.5 + 0.5 * var, rtol=1e-12)
+    assert bn.compute_mask(x, mask) is mask
+    y_inf = bn.forward(x, training=False, mask=mask)  # inference ignores the mask
+    np.testing.assert_allclose(y_inf, (x - bn.moving_mean) / np.sqrt(bn.moving_variance + 1e-3), rtol=1e-12)
+
+
+def test_masked_batch_norm_gradients():
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.5, 1.5, (4, 6, 3))
+    mask = _sequence_mask(rng, 4, 6)
+    assert not mask.all()
+    bn = built(BatchNormalization(dtype="float64"), (1, 6, 3), rng)
+    r = rng.standard_normal(x.shape)
+
+    def loss():
+        return float(np.sum(bn.forward(x, training=True, mask=mask) * r))
+
+    bn.forward(x, training=True, mask=mask)
+    dx = bn.backward(r).copy()
+    grads = [g.copy() for g in bn.grads[:2]]
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
+    for g, w in zip(grads, bn.weights[:2]):
+        np.testing.assert_allclose(g, numeric_grad(loss, w), rtol=1e-5, atol=1e-7)
+
+
+def test_bad_mask_shape():
+    bn = BatchNormalization(name="bn_mask")
+    bn(np.zeros((2, 4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"BatchNormalization 'bn_mask'.*mask of shape \(2, 4\).*\(2, 3\)"):
+        bn.forward(np.zeros((2, 4, 3), dtype=np.float32), training=True, mask=np.ones((2, 3), dtype=bool))
 
 
 # ----------------------------------------------------------------------------- gradient checks
@@ -299,14 +349,15 @@ def test_layer_norm_matches_torch(shape, axis, dtype, tol):
 
 # ----------------------------------------------------------------------------- threads
 
-def _run(layer_fn, x, dy, training, n_threads):
+def _run(layer_fn, x, dy, training, n_threads, mask=None):
     threads.set_num_threads(n_threads)
     layer = layer_fn()
     layer(x[:1])
     randomize(layer, np.random.default_rng(7))
     outs = []
     for _ in range(2):  # two steps: the second sees moving statistics updated by the first
-        outs.append(layer.forward(x, training=training).copy())
+        kwargs = {} if mask is None else {"mask": mask}
+        outs.append(layer.forward(x, training=training, **kwargs).copy())
         layer.zero_grads()
         outs.append(layer.backward(dy).copy())
         outs += [g.copy() for g in layer.grads if g is not None]
@@ -314,22 +365,24 @@ def _run(layer_fn, x, dy, training, n_threads):
     return outs
 
 
-@pytest.mark.parametrize("layer_fn, shape, training", [
-    (lambda: BatchNormalization(), (64, 12, 12, 16), True),   # 9216 rows: 32 chunks
-    (lambda: BatchNormalization(), (64, 12, 12, 16), False),
-    (lambda: BatchNormalization(), (300, 700), True),        # wide dense: chunks of 10 rows
-    (lambda: BatchNormalization(axis=1), (8, 6, 10, 10), True),
-    (lambda: LayerNormalization(), (64, 20, 48), True),
-    (lambda: LayerNormalization(), (16, 3000), True),
+@pytest.mark.parametrize("layer_fn, shape, training, masked", [
+    (lambda: BatchNormalization(), (64, 12, 12, 16), True, False),   # 9216 rows: 32 chunks
+    (lambda: BatchNormalization(), (64, 12, 12, 16), False, False),
+    (lambda: BatchNormalization(), (300, 700), True, False),        # wide dense: chunks of 10 rows
+    (lambda: BatchNormalization(axis=1), (8, 6, 10, 10), True, False),
+    (lambda: BatchNormalization(), (64, 50, 40), True, True),       # masked sequences
+    (lambda: LayerNormalization(), (64, 20, 48), True, False),
+    (lambda: LayerNormalization(), (16, 3000), True, False),
 ])
-def test_results_identical_at_1_and_2_threads(layer_fn, shape, training):
+def test_results_identical_at_1_and_2_threads(layer_fn, shape, training, masked):
     saved = threads.get_num_threads()
     rng = np.random.default_rng(3)
     x = rng.normal(2.0, 3.0, shape).astype(np.float32)
     dy = rng.normal(size=shape).astype(np.float32)
+    mask = _sequence_mask(rng, *shape[:2]) if masked else None
     try:
-        one = _run(layer_fn, x, dy, training, 1)
-        two = _run(layer_fn, x, dy, training, 2)
+        one = _run(layer_fn, x, dy, training, 1, mask)
+        two = _run(layer_fn, x, dy, training, 2, mask)
     finally:
         threads.set_num_threads(saved)
     assert len(one) == len(two)

@@ -44,7 +44,14 @@ class BatchNormalization(Layer):
     variance (as Keras does; PyTorch's running_var uses the unbiased one). Inference, and any
     call while ``trainable`` is False (a frozen layer for transfer learning, as in Keras): the
     moving statistics normalize and are not updated.
+
+    Masks (Keras semantics): given a sequence mask (batch, time) for a (batch, time, C) input, the
+    batch statistics are taken over the unmasked time steps only; every step is normalized and
+    the mask is passed on.
     """
+
+    supports_masking = True
+    accepts_mask = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
@@ -140,15 +147,28 @@ class BatchNormalization(Layer):
         partials = self.buffer("partials", (_norm.norm_chunks(rows, c), 2, c), np.float64)
         return partials, self.buffer("coef", (4, c))
 
-    def forward(self, x, training=False):
+    def _row_mask(self, x, mask):
+        """The mask as one uint8 per row of the (rows, C) view, in a kept buffer."""
+        if mask is None:
+            return None
+        mask = np.asarray(mask)
+        if self._axis != x.ndim - 1 or mask.shape != x.shape[:-1]:
+            raise ValueError(f"{describe(self)}: expected a mask of shape {tuple(x.shape[:-1])} (the input "
+                             f"without its last, channel axis), received mask shape {mask.shape}")
+        rows = self.buffer("row_mask", (mask.size,), np.uint8)
+        np.not_equal(mask.reshape(-1), 0, out=rows.view(np.bool_))
+        return rows
+
+    def forward(self, x, training=False, mask=None):
         x2 = self._to_rows(x, "x_t")
         rows = x2.shape[0]
+        self._mask = self._row_mask(x, mask)
         self._batch_stats = bool(training) and self.trainable
         self._x_shape = x.shape
         y2 = self.buffer("y", x2.shape)
         stats = self.buffer("stats", (2, self._channels), np.float64)
         partials, coef = self._scratch(rows)
-        _norm.batch_norm_forward(x2, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+        _norm.batch_norm_forward(x2, self._mask, self.gamma, self.beta, self.moving_mean, self.moving_variance,
                                  stats, partials, coef, y2, self._batch_stats, self.momentum,
                                  self.epsilon, threads.get_num_threads())
         self._x2 = x2
@@ -161,7 +181,7 @@ class BatchNormalization(Layer):
         dbeta = self._grads[int(self.scale)] if (train and self.center) else None
         dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
         partials, coef = self._scratch(dy2.shape[0])
-        _norm.batch_norm_backward(self._x2, dy2, self.gamma, self._buffers["stats"], dgamma, dbeta, dx2,
+        _norm.batch_norm_backward(self._x2, self._mask, dy2, self.gamma, self._buffers["stats"], dgamma, dbeta, dx2,
                                   partials, coef, self._batch_stats, self.accumulate_grads,
                                   threads.get_num_threads())
         return None if dx2 is None else self._from_rows(dx2, self._x_shape, "dx_t")
