@@ -33,9 +33,12 @@ original model would have taken -- given the same batches. Batches depend on the
 generator (``cydnn.backend.rng()``), and Dropout draws from it too. ``load_model`` itself never
 disturbs that generator (building the layers draws initial weights; the generator's state is
 restored afterwards), so within one process "train 2 epochs, save, load, train 2 more" equals
-"train 4 epochs". Across processes, pass ``restore_rng=True``: the file holds the generator's
-state at save time (and that of layers with their own seeded generator, e.g.
-``Dropout(seed=...)``), and loading puts it back.
+"train 4 epochs", bit for bit (tests/test_saving.py checks it with SGD momentum and Adam,
+BatchNormalization and Dropout). Across processes, pass ``restore_rng=True``: the file holds
+the generator's state at save time (and that of layers with their own seeded generator, e.g.
+``Dropout(seed=...)``), and loading puts it back. Not saved: callbacks' own state (early
+stopping counters, a PruningCallback's masks -- ``pruning.masks_from_weights`` recovers those),
+the History, and the epoch number (pass ``initial_epoch`` to fit if a schedule keys on it).
 """
 import contextlib
 import hashlib
