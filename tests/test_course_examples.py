@@ -1,6 +1,10 @@
 """The course's classic examples: the perceptron (AND and OR learned, XOR impossible), XOR
 learned by a two-layer network, logistic regression (its gradients equal the closed form) and a
 ReLU network approximating y = x^3 + x^2 - x - 1 on [-2, 2]."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.optimize import linprog
@@ -147,3 +151,27 @@ def test_relu_network_fits_a_cubic():
     mse = model.evaluate(grid, _cubic(grid))
     assert mse < 1e-3, mse
     assert np.max(np.abs(model.predict(grid) - _cubic(grid))) < 0.15
+
+
+# --------------------------------------------------------------------------- the runnable examples
+EXAMPLES = {
+    "xor.py": ["accuracy 100%  (XOR learned)"],
+    "perceptron.py": ["AND: ", "converged", "NOT converged after 20 epochs", "at most 3"],
+    "worked_backprop.py": ["out_h1 = 0.593269992", "out_o1 = 0.751365070", "E_o1 = 0.274811083",
+                           "E_total = 0.298371109", "dE/dw5 = 0.082167041", "w5 = 0.358916480",
+                           "w6 = 0.408666186", "w1 = 0.149780716"],
+    "logistic_regression.py": ["closed form", "test accuracy"],
+    "universal_approximation.py": ["epoch  150: held-out MSE 0.0000"],
+    "digits_mlp.py": ["test accuracy 9", "confusion matrix"],
+}
+
+
+@pytest.mark.parametrize("script", EXAMPLES)
+def test_example_runs_and_shows_its_point(script):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.path.join(root, "src")}
+    out = subprocess.run([sys.executable, os.path.join(root, "examples", script)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for needle in EXAMPLES[script]:
+        assert needle in out.stdout, f"{script}: expected {needle!r} in its output:\n{out.stdout}"
