@@ -309,3 +309,19 @@ def test_lottery_ticket_requires_a_compiled_model():
     model = cydnn.Sequential([layers.InputLayer(shape=(3,)), layers.Dense(2)])
     with pytest.raises(RuntimeError, match="compile"):
         pruning.lottery_ticket(model, np.ones((4, 3)), np.ones((4, 2)))
+
+
+def test_mask_callback_follows_a_repacked_model(digits):
+    """Freezing a layer re-packs the flat parameter buffer; the callback rebuilds its flat mask."""
+    (x, y), _ = digits
+    model = mlp(optimizer=optimizers.SGD(0.05, momentum=0.9))
+    masks = pruning.magnitude_masks(model, 0.7)
+    cb = pruning.MaskCallback(masks)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[cb])
+    model.get_layer("h1").trainable = False
+    h1 = model.get_layer("h1").kernel.copy()
+    checker = AssertPrunedAfterEachBatch({k: m for k, m in masks.items() if not k.startswith("h1")})
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[cb, checker])
+    assert checker.checked == 23
+    np.testing.assert_array_equal(model.get_layer("h1").kernel, h1)
+    assert np.all(h1[~masks["h1/kernel"]] == 0)

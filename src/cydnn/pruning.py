@@ -243,19 +243,58 @@ class PolynomialDecay(_Schedule):
 # ==================================================================== callbacks
 class MaskCallback(Callback):
     """Keeps ``masks`` through training: applied when training starts and after every batch
-    (after the optimizer step), so pruned weights stay exactly zero."""
+    (after the optimizer step), so pruned weights stay exactly zero.
+
+    Per batch this is one multiplication of the model's flat parameter buffer, and of each
+    optimizer slot laid out like it, by a flat 0/1 mask built once per ``fit``."""
 
     def __init__(self, masks=None):
         super().__init__()
         self.masks = None if masks is None else {k: np.asarray(v, dtype=bool) for k, v in masks.items()}
+        self._flat, self._flat_for = None, None
+
+    def _build_flat(self):
+        """The masks laid out like the model's flat parameter buffer (ones elsewhere), or None
+        when no masked weight is in it."""
+        model = self.model
+        params, layout = getattr(model, "_params", None), getattr(model, "_layout", None)
+        self._flat, self._flat_for = None, params
+        if params is None or not layout:
+            return
+        targets = _check_masks(model, self.masks, type(self).__name__)
+        flat = None
+        for key, m in self.masks.items():
+            layer, i = targets[key]
+            span = layout.get((layer.name, i))
+            if span is not None:
+                if flat is None:
+                    flat = np.ones_like(params)
+                off, n = span
+                flat[off:off + n] = m.reshape(-1)
+        self._flat = flat
+
+    def _apply_flat(self):
+        model = self.model
+        if self._flat_for is not model._params:  # re-packed (a layer frozen or unfrozen)
+            apply_masks(model, self.masks)
+            self._build_flat()
+            return
+        if self._flat is None:
+            return
+        params = model._params
+        np.multiply(params, self._flat, out=params)
+        for slot in model.optimizer._slots.values():
+            if slot.shape == params.shape:
+                np.multiply(slot, self._flat, out=slot)
 
     def on_train_begin(self, logs=None):
         if self.masks:
-            apply_masks(self.model, self.masks)
+            apply_masks(self.model, self.masks)  # every masked weight, trainable or frozen
+            self._build_flat()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.masks:
-            apply_masks(self.model, self.masks)
+            self._apply_flat()
 
     def on_train_end(self, logs=None):
         if self.masks:
@@ -297,6 +336,7 @@ class PruningCallback(MaskCallback):
         if update:
             self.masks = magnitude_masks(self.model, target, self.scope, self.kernels_only, masks=self.masks)
             apply_masks(self.model, self.masks)
+            self._build_flat()
 
     @property
     def sparsity(self):
