@@ -207,40 +207,49 @@ def test_torch_mean_reductions_directly():
 
 
 # --------------------------------------------------------------------------- fused output path
-def _grads_fused_and_unfused(activation, loss_name, y, units, seed=0):
+def _grads_fused_and_unfused(output_layers, loss_name, y, seed=0):
     """Weight gradients of a model step (where the model fuses a softmax/sigmoid output with
     cross-entropy and works on logits), and of the unfused chain on the same weights: the loss
     gradient with respect to the probabilities, then every layer's own backward."""
     cydnn.set_floatx("float64")
     cydnn.set_random_seed(seed)
     x = np.random.default_rng(seed).standard_normal((8, 5))
-    model = cydnn.Sequential([layers.Dense(6, activation="tanh"), layers.Dense(units, activation=activation)])
+    model = cydnn.Sequential([layers.Dense(6, activation="tanh")] + output_layers())
     model.compile(optimizer=cydnn.optimizers.SGD(learning_rate=0.0), loss=loss_name)
     model.train_on_batch(x, y)
     assert model._fused[0] is not None, "the model should fuse this output with its loss"
     fused = [g.copy() for layer in model.layers for g in layer.grads]
 
     loss = losses.get(loss_name)
-    h = model.layers[0].forward(x, training=True)
-    out = model.layers[1].forward(h, training=True)
+    out = x
+    for layer in model.layers:
+        out = layer.forward(out, training=True)
     t = loss.prepare_targets(y, out.shape, np.float64)
     g = np.empty_like(out)
     loss.compute(t, out, None, g)  # the kernel on probabilities (no logits code)
-    for layer in model.layers:
+    for layer in reversed(model.layers):
         layer.zero_grads()
-    model.layers[0].backward(model.layers[1].backward(g))
+        layer.need_input_grad = True
+        g = layer.backward(g)
     unfused = [g.copy() for layer in model.layers for g in layer.grads]
     return fused, unfused
 
 
-@pytest.mark.parametrize("activation,loss_name,units,make_y", [
-    ("softmax", "categorical_crossentropy", 3, lambda rng: np.eye(3)[rng.integers(0, 3, 8)]),
-    ("softmax", "sparse_categorical_crossentropy", 3, lambda rng: rng.integers(0, 3, 8)),
-    ("sigmoid", "binary_crossentropy", 2, lambda rng: (rng.random((8, 2)) < 0.5).astype(np.float64)),
-])
-def test_fused_logits_path_equals_unfused(activation, loss_name, units, make_y):
+@pytest.mark.parametrize("output_layers,loss_name,make_y", [
+    (lambda: [layers.Dense(3, activation="softmax")], "categorical_crossentropy",
+     lambda rng: np.eye(3)[rng.integers(0, 3, 8)]),
+    (lambda: [layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy",
+     lambda rng: rng.integers(0, 3, 8)),
+    (lambda: [layers.Dense(2, activation="sigmoid")], "binary_crossentropy",
+     lambda rng: (rng.random((8, 2)) < 0.5).astype(np.float64)),
+    (lambda: [layers.Dense(3), layers.Activation("softmax")], "sparse_categorical_crossentropy",
+     lambda rng: rng.integers(0, 3, 8)),
+    (lambda: [layers.Dense(2), layers.Activation("sigmoid")], "binary_crossentropy",
+     lambda rng: (rng.random((8, 2)) < 0.5).astype(np.float64)),
+], ids=["dense_softmax_cce", "dense_softmax_sparse", "dense_sigmoid_bce", "activation_softmax", "activation_sigmoid"])
+def test_fused_logits_path_equals_unfused(output_layers, loss_name, make_y):
     y = make_y(np.random.default_rng(7))
-    fused, unfused = _grads_fused_and_unfused(activation, loss_name, y, units)
+    fused, unfused = _grads_fused_and_unfused(output_layers, loss_name, y)
     assert len(fused) == 4
     for a, b in zip(fused, unfused):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
