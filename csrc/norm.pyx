@@ -382,6 +382,12 @@ cdef void rows_bn_input_grad(const floating* x, const floating* dy, const floati
 # float -> double conversions defeat the vectorizer), and the order is still fixed by the code,
 # not by the thread count. Each lane adds n / 8 values.
 
+cdef inline double lanes_total(const floating* acc) noexcept nogil:
+    """The 8 lanes of a row reduction added in a fixed tree, in double."""
+    return (((<double>acc[0] + acc[4]) + (<double>acc[1] + acc[5]))
+            + ((<double>acc[2] + acc[6]) + (<double>acc[3] + acc[7])))
+
+
 cdef inline double row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
     """sum_j x[j]."""
     cdef floating acc[8]
@@ -393,7 +399,7 @@ cdef inline double row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
             acc[l] += x[j + l]
     for j in range(n8, n):
         acc[0] += x[j]
-    return ((<double>acc[0] + acc[4]) + (<double>acc[1] + acc[5])) + ((<double>acc[2] + acc[6]) + (<double>acc[3] + acc[7]))
+    return lanes_total(acc)
 
 
 cdef inline double row_sum_sq_dev(const floating* x, double mu, Py_ssize_t n) noexcept nogil:
@@ -410,7 +416,7 @@ cdef inline double row_sum_sq_dev(const floating* x, double mu, Py_ssize_t n) no
     for j in range(n8, n):
         d = x[j] - mu_f
         acc[0] += d * d
-    return ((<double>acc[0] + acc[4]) + (<double>acc[1] + acc[5])) + ((<double>acc[2] + acc[6]) + (<double>acc[3] + acc[7]))
+    return lanes_total(acc)
 
 
 cdef inline double row_dot(const floating* u, const floating* v, Py_ssize_t n) noexcept nogil:
@@ -426,7 +432,7 @@ cdef inline double row_dot(const floating* u, const floating* v, Py_ssize_t n) n
             acc[l] += u[j + l] * v[j + l]
     for j in range(n8, n):
         acc[0] += u[j] * v[j]
-    return ((<double>acc[0] + acc[4]) + (<double>acc[1] + acc[5])) + ((<double>acc[2] + acc[6]) + (<double>acc[3] + acc[7]))
+    return lanes_total(acc)
 
 
 cdef inline double row_dot_dev(const floating* u, const floating* v, const floating* x, double mu,
@@ -449,7 +455,7 @@ cdef inline double row_dot_dev(const floating* u, const floating* v, const float
                 acc[l] += u[j + l] * (x[j + l] - mu_f)
         for j in range(n8, n):
             acc[0] += u[j] * (x[j] - mu_f)
-    return ((<double>acc[0] + acc[4]) + (<double>acc[1] + acc[5])) + ((<double>acc[2] + acc[6]) + (<double>acc[3] + acc[7]))
+    return lanes_total(acc)
 
 
 cdef void rows_layer_norm(const floating* x, const floating* gamma, const floating* beta,

@@ -168,9 +168,9 @@ class BatchNormalization(Layer):
         y2 = self.buffer("y", x2.shape)
         stats = self.buffer("stats", (2, self._channels), np.float64)
         partials, coef = self._scratch(rows)
-        _norm.batch_norm_forward(x2, self._mask, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                                 stats, partials, coef, y2, self._batch_stats, self.momentum,
-                                 self.epsilon, threads.get_num_threads())
+        _norm.batch_norm_forward(x2, self._mask, self.gamma, self.beta, self.moving_mean,
+                                 self.moving_variance, stats, partials, coef, y2, self._batch_stats,
+                                 self.momentum, self.epsilon, threads.get_num_threads())
         self._x2 = x2
         return self._from_rows(y2, x.shape, "y_t")
 
@@ -181,8 +181,8 @@ class BatchNormalization(Layer):
         dbeta = self._grads[int(self.scale)] if (train and self.center) else None
         dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
         partials, coef = self._scratch(dy2.shape[0])
-        _norm.batch_norm_backward(self._x2, self._mask, dy2, self.gamma, self._buffers["stats"], dgamma, dbeta, dx2,
-                                  partials, coef, self._batch_stats, self.accumulate_grads,
+        _norm.batch_norm_backward(self._x2, self._mask, dy2, self.gamma, self._buffers["stats"], dgamma,
+                                  dbeta, dx2, partials, coef, self._batch_stats, self.accumulate_grads,
                                   threads.get_num_threads())
         return None if dx2 is None else self._from_rows(dx2, self._x_shape, "dx_t")
 
@@ -227,7 +227,8 @@ class LayerNormalization(Layer):
         who = describe(self)
         if isinstance(axis, (list, tuple)):
             if not axis:
-                raise ValueError(f"{who}: expected axis to be an int or a non-empty list of ints, received axis={axis!r}")
+                raise ValueError(f"{who}: expected axis to be an int or a non-empty list of ints, "
+                                 f"received axis={axis!r}")
             self.axis = [_check_int_axis(a, who) for a in axis]
         else:
             self.axis = _check_int_axis(axis, who)
