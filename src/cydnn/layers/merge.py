@@ -115,7 +115,8 @@ class _Merge(Layer):
             known = sizes - {None}
             if len(known) > 1:
                 raise ValueError(f"{describe(self)}: expected inputs of the same shape (or size 1 on an axis, to "
-                                 f"broadcast), received shapes {_fmt_list(shapes)}: sizes {sorted(known)} on axis {axis}")
+                                 f"broadcast), received shapes {_fmt_list(shapes)}: sizes {sorted(known)} "
+                                 f"on axis {axis}")
             out.append(known.pop() if known else (None if None in sizes else 1))
         return tuple(out)
 
@@ -131,7 +132,9 @@ class _Merge(Layer):
 
     # ----------------------------------------------------------------- running
     def _out_buffer(self, xs):
-        shape = np.broadcast_shapes(*(x.shape for x in xs))
+        shape = xs[0].shape
+        if any(x.shape != shape for x in xs):  # (np.broadcast_shapes allocates: only when needed)
+            shape = np.broadcast_shapes(*(x.shape for x in xs))
         return self.buffer("y", shape)
 
     def _grad_buffers(self):
@@ -255,9 +258,10 @@ class _Extremum(_Merge):
         for x, dx in zip(self._xs, dxs):
             # this input wins where it equals the output and no earlier input won
             np.equal(x, self._y, out=hit)
-            hit &= ~taken
+            np.greater(hit, taken, out=hit)  # hit and not taken (booleans), without a temporary
             taken |= hit
-            np.multiply(dy, hit, out=tmp)
+            tmp.fill(0)
+            np.copyto(tmp, dy, where=hit)  # (dy * hit would cast the mask through a temporary)
             _unbroadcast(tmp, dx)
         return dxs
 
@@ -380,7 +384,8 @@ class Dot(_Merge):
     def compute_output_shape(self, input_shapes):
         shapes = [tuple(s) for s in input_shapes]
         if any(len(s) not in (2, 3) for s in shapes):
-            raise ValueError(f"{describe(self)}: expected two inputs of rank 2 or 3, received shapes {_fmt_list(shapes)}")
+            raise ValueError(f"{describe(self)}: expected two inputs of rank 2 or 3, received shapes "
+                             f"{_fmt_list(shapes)}")
         ax, ay = self._resolve(shapes)
         if shapes[0][ax] is not None and shapes[1][ay] is not None and shapes[0][ax] != shapes[1][ay]:
             raise ValueError(f"{describe(self)}: expected equal sizes on the dot axes {self.axes}, received shapes "
