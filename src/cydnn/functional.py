@@ -620,7 +620,8 @@ class Model(Network):
                     shape = "multiple"
                 else:
                     (outs,) = shapes
-                    shape = _fmt_shape(outs[0]) if len(outs) == 1 else "[" + ", ".join(_fmt_shape(o) for o in outs) + "]"
+                    shape = _fmt_shape(outs[0]) if len(outs) == 1 else \
+                        "[" + ", ".join(_fmt_shape(o) for o in outs) + "]"
                 connected = [self._ref_text(t) for step in steps for t in step.node.inputs]
             rows.append((f"{layer.name} ({type(layer).__name__})", shape, str(layer.count_params()), connected))
         return rows
