@@ -587,6 +587,13 @@ def test_unknown_custom_class_asks_to_register_it(tmp_path):
     assert isinstance(loaded.layers[0], Unregistered)
     assert "Unregistered" not in cydnn.serialization._CUSTOM  # the scope is undone
 
+    wrapped = cydnn.Sequential([layers.InputLayer(shape=(2, 3)), layers.TimeDistributed(Unregistered())])
+    wrapped.save(tmp_path / "w.cydnn")  # the unknown class is nested in a wrapper's config
+    err = expect_model_file_error(tmp_path / "w.cydnn", "Unregistered", "register_serializable", "custom_objects")
+    assert isinstance(err, saving.UnknownObjectError)
+    loaded = cydnn.load_model(tmp_path / "w.cydnn", custom_objects={"Unregistered": Unregistered})
+    assert isinstance(loaded.layers[0].layer, Unregistered)
+
 
 # ---------------------------------------------------------------------------------------------
 # weights-only files

@@ -580,7 +580,10 @@ def load_model(path, custom_objects=None, compile=True, restore_rng=False):
                     model.build(shapes if len(shapes) > 1 else shapes[0])
             except ModelFileError:
                 raise
-            except (ValueError, TypeError, KeyError) as e:
+            except Exception as e:  # a config this cydnn cannot build: say so, naming the file
+                unknown = re.match(r"Unknown (\w+) class '([^']+)'", str(e))
+                if unknown:  # e.g. an unregistered layer nested in a wrapper
+                    _resolve_class(unknown.group(1), unknown.group(2), {}, path)
                 raise ModelFileError(path, f"cannot rebuild the {model_cfg.get('class_name')} from its config "
                                            f"({type(e).__name__}: {e})") from e
         if model.built:
@@ -592,7 +595,7 @@ def load_model(path, custom_objects=None, compile=True, restore_rng=False):
                 model.compile(**kwargs)
             except ModelFileError:
                 raise
-            except (ValueError, TypeError, KeyError) as e:
+            except Exception as e:
                 raise ModelFileError(path, f"cannot restore the compile settings ({type(e).__name__}: {e})") from e
             _restore_optimizer(model, archive, config.get("optimizer_state"), path)
     if restore_rng and config.get("rng"):
