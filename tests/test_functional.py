@@ -420,6 +420,17 @@ def test_from_config_of_multi_input_multi_output_model_with_dict_structures():
         np.testing.assert_array_equal(p, q)
 
 
+def test_layers_adopt_the_dtype_of_their_inputs():
+    x = cydnn.Input(shape=(3,), dtype="float64")
+    h = layers.Dropout(0.5)(layers.Dense(4)(x))
+    out = layers.Add()([layers.Dense(4)(h), h])
+    model = cydnn.Model(x, out)
+    assert {layer.dtype for layer in model.layers} == {np.dtype(np.float64)}
+    assert model.predict(np.ones((2, 3))).dtype == np.float64
+    model.compile("sgd", loss="mse")
+    model.fit(np.ones((4, 3)), np.zeros((4, 4)), verbose=0)
+
+
 def test_sequential_accepts_an_input_tensor():
     model = cydnn.Sequential([cydnn.Input(shape=(4,)), layers.Dense(2)])
     assert model.built and model.input_shape == (None, 4)

@@ -179,6 +179,9 @@ def call_layer(layer, inputs):
     shapes = [t.shape for t in tensors]
     arg = shapes if multi else shapes[0]
     if not layer.built:
+        # one dtype along the graph, as Sequential does: a layer not built yet adopts its input's
+        # (a Dropout or Add made under the float32 default works in a float64 graph)
+        layer.dtype = tensors[0].dtype
         layer.ensure_built(arg)
     else:  # a shared or already built layer: check it can take this input
         layer.check_input([_Shape(s) for s in shapes] if multi else _Shape(arg))
