@@ -185,6 +185,18 @@ def test_bad_mask_shape():
         bn.forward(np.zeros((2, 4, 3), dtype=np.float32), training=True, mask=np.ones((2, 3), dtype=bool))
 
 
+@pytest.mark.parametrize("layer_fn, axes", [(BatchNormalization, (0,)), (LayerNormalization, (-1,))])
+def test_float32_statistics_survive_a_large_offset(layer_fn, axes):
+    """x = 1000 + N(0, 1) in float32: the statistics (double sums of deviations, not
+    E[x^2] - E[x]^2) still give unit-variance outputs to float32 accuracy."""
+    x = (1000.0 + RNG.standard_normal((256, 32))).astype(np.float32)
+    layer = layer_fn(epsilon=1e-6)
+    y = layer(x, training=True).astype(np.float64)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=axes, keepdims=True), x64.var(axis=axes, keepdims=True)
+    np.testing.assert_allclose(y, (x64 - mean) / np.sqrt(var + 1e-6), atol=2e-4)
+
+
 # ----------------------------------------------------------------------------- gradient checks
 
 @pytest.mark.parametrize("shape, kwargs", [
