@@ -68,6 +68,8 @@ def test_configs_round_trip():
     cfg = bn.get_config()
     assert cfg["momentum"] == 0.9 and cfg["epsilon"] == 1e-5 and cfg["axis"] == 1 and not cfg["center"]
     assert BatchNormalization.from_config({**cfg, "name": "bn_copy"}).get_config() == {**cfg, "name": "bn_copy"}
+    bn(np.zeros((2, 3, 4), dtype=np.float32))  # gamma (3,) of ones: L2 penalty 0.01 * 3
+    assert bn.regularization_penalty() == pytest.approx(0.03)
     ln = LayerNormalization(axis=[-2, -1], epsilon=1e-5, scale=False)
     cfg = ln.get_config()
     assert LayerNormalization.from_config({**cfg, "name": "ln_copy"}).get_config() == {**cfg, "name": "ln_copy"}
