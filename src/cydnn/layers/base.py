@@ -194,11 +194,21 @@ class Layer:
         raise NotImplementedError
 
     def buffer(self, key, shape, dtype=None):
-        """A scratch array kept between calls, reallocated only when its shape changes."""
+        """A scratch array kept between calls, reallocated only when its shape changes. The array
+        of the previous shape is kept as well, so an epoch's shorter last batch and the next
+        epoch's full batches alternate between two arrays instead of allocating each time."""
         dtype = self.dtype if dtype is None else dtype
+        shape = tuple(shape)
         buf = self._buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            spare_key = ("previous shape", key)
+            spare = self._buffers.get(spare_key)
+            if buf is not None:
+                self._buffers[spare_key] = buf
+            if spare is not None and spare.shape == shape and spare.dtype == dtype:
+                buf = spare
+            else:
+                buf = np.empty(shape, dtype=dtype)
             self._buffers[key] = buf
         return buf
 
