@@ -292,9 +292,11 @@ class Network:
             pred = self._output_layers()[k].logits.reshape(out.shape) if code is not None else out
             g = None
             if want_grad:
-                g = self._grad_bufs.get(k)
-                if g is None or g.shape != pred.shape or g.dtype != pred.dtype:
-                    g = self._grad_bufs[k] = np.empty(pred.shape, dtype=pred.dtype)
+                # one buffer per shape: full batches and an epoch's last, shorter one each keep theirs
+                key = (k, pred.shape, pred.dtype)
+                g = self._grad_bufs.get(key)
+                if g is None:
+                    g = self._grad_bufs[key] = np.empty(pred.shape, dtype=pred.dtype)
             value = loss.compute(yk, pred, sw, g, code)
             if self._lw[k] != 1.0:
                 value *= self._lw[k]
