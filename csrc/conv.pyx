@@ -44,8 +44,9 @@ cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
 # --------------------------------------------------------------------------------- im2col / col2im
 cdef void im2col(const floating* x,   # IN  one image (h, w, c)
                  floating* col,       # OUT (oh*ow, kh*kw*c)
-                 const Geom* g) noexcept nogil:
+                 const Geom* gp) noexcept nogil:
     """col[oh*OW + ow, (i*KW + j)*C + c] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside."""
+    cdef Geom g = gp[0]  # a local copy: the stores into col cannot alias it, so it stays in registers
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
     cdef Py_ssize_t c = g.c, kc = g.kw * g.c, rowlen = g.kh * g.kw * g.c
     cdef floating* row
@@ -81,8 +82,9 @@ cdef void im2col(const floating* x,   # IN  one image (h, w, c)
 
 cdef void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
                  floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                 const Geom* g) noexcept nogil:
+                 const Geom* gp) noexcept nogil:
     """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
+    cdef Geom g = gp[0]  # a local copy, as in im2col
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw
     cdef Py_ssize_t c = g.c, rowlen = g.kh * g.kw * g.c
     cdef const floating* src

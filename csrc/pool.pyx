@@ -12,6 +12,52 @@ from _blas cimport block_start
 
 
 # ------------------------------------------------------------------------------------ max pool
+DEF CBLOCK = 64  # channels kept in registers / on the stack at a time
+
+
+cdef void max_pool_image(const floating* x,   # IN  one image (h, w, c)
+                         floating* y,         # OUT (oh, ow, c)
+                         int* am,             # OUT (oh, ow, c) flat index in the image of each max
+                         int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
+                         int pt, int pl) noexcept nogil:
+    # running maxima live in local arrays that cannot alias x, so the compare-and-keep compiles
+    # to vectorised selects instead of a branch per element
+    cdef floating best[CBLOCK]
+    cdef int arg[CBLOCK]
+    cdef Py_ssize_t p, q, ci, c0, cn, ih, iw, ih0, ih1, iw0, iw1, base
+    cdef const floating* xp
+    cdef floating v
+    cdef int mask
+    for p in range(oh):
+        ih0 = max(p * sh - pt, 0)
+        ih1 = min(p * sh - pt + kh, h)
+        for q in range(ow):
+            iw0 = max(q * sw - pl, 0)
+            iw1 = min(q * sw - pl + kw, w)
+            for c0 in range(0, c, CBLOCK):
+                cn = min(CBLOCK, c - c0)
+                # start from the window's first real cell (every window holds at least one)
+                base = (ih0 * w + iw0) * c + c0
+                for ci in range(cn):
+                    best[ci] = x[base + ci]
+                    arg[ci] = <int>(base + ci)
+                for ih in range(ih0, ih1):
+                    for iw in range(iw0, iw1):
+                        base = (ih * w + iw) * c + c0
+                        xp = x + base
+                        for ci in range(cn):
+                            # strict >: the first maximum wins ties. The index is chosen by a bit
+                            # mask (0 or all ones) rather than a branch, mispredicted on real data.
+                            v = xp[ci]
+                            mask = -<int>(v > best[ci])
+                            arg[ci] = (arg[ci] & ~mask) | (<int>(base + ci) & mask)
+                            best[ci] = v if v > best[ci] else best[ci]
+                base = (p * ow + q) * c + c0
+                for ci in range(cn):
+                    y[base + ci] = best[ci]
+                    am[base + ci] = arg[ci]
+
+
 def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                        floating[:, :, :, ::1] y,         # OUT (n, oh, ow, c) window maxima
                        int[:, :, :, ::1] argmax,         # OUT (n, oh, ow, c) flat index in the image of each max
@@ -19,36 +65,12 @@ def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
     """y[n, oh, ow, c] := max over the window's real cells; argmax keeps where it was (first on ties)."""
     cdef int n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2], nt = max(1, min(n_threads, n)), t, img
-    cdef Py_ssize_t p, q, i, j, ci, ih, iw, ih0, ih1, iw0, iw1, base
-    cdef const floating* xp
-    cdef floating* yp
-    cdef int* ap
     if n == 0 or oh == 0 or ow == 0 or c == 0:
         return
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
-            for p in range(oh):
-                ih0 = max(p * sh - pt, 0)
-                ih1 = min(p * sh - pt + kh, h)
-                for q in range(ow):
-                    iw0 = max(q * sw - pl, 0)
-                    iw1 = min(q * sw - pl + kw, w)
-                    yp = &y[img, p, q, 0]
-                    ap = &argmax[img, p, q, 0]
-                    # start from the window's first real cell (every window holds at least one)
-                    base = (ih0 * w + iw0) * c
-                    xp = &x[img, 0, 0, 0] + base
-                    for ci in range(c):
-                        yp[ci] = xp[ci]
-                        ap[ci] = <int>(base + ci)
-                    for ih in range(ih0, ih1):
-                        for iw in range(iw0, iw1):
-                            base = (ih * w + iw) * c
-                            xp = &x[img, 0, 0, 0] + base
-                            for ci in range(c):
-                                if xp[ci] > yp[ci]:
-                                    yp[ci] = xp[ci]
-                                    ap[ci] = <int>(base + ci)
+            max_pool_image(&x[img, 0, 0, 0], &y[img, 0, 0, 0], &argmax[img, 0, 0, 0],
+                           h, w, c, oh, ow, kh, kw, sh, sw, pt, pl)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) dL/dy
