@@ -188,8 +188,12 @@ class _BaseDenseAttention(Layer):
         attn = self.buffer("attn", (b, tq, tv))
         out = self.buffer("out", (b, tq, v.shape[2]))
         mode, scale, w, outer = self._score_params()
+        work = None
+        if mode == _ADDITIVE:
+            work = self.buffer("work", (b, q.shape[2]))
+            w = self._ones(q.shape[2]) if w is None else w
         _attention.attention_forward(q, k, v, mode, scale, w, outer, vmask, self.use_causal_mask, drop,
-                                     scores, attn, dropped, out, threads.get_num_threads())
+                                     scores, attn, dropped, out, work, threads.get_num_threads())
         if qmask is not None:
             out *= qmask[:, :, None]
         self._saved = (q, k, v, len(xs) == 3, qmask, drop, dropped, self.return_attention_scores)
@@ -211,9 +215,11 @@ class _BaseDenseAttention(Layer):
         dk = self.buffer("dk", k.shape)
         dv = self.buffer("dv", v.shape)
         mode, scale, w, outer = self._score_params()
-        n_params = 1 if mode == _DOT else q.shape[2] + 2
-        dparams = self.buffer("dparams", (b, n_params))
-        dsum = self.buffer("dparams_sum", (n_params,))
+        d = q.shape[2]
+        if mode == _ADDITIVE:
+            w = self._ones(d) if w is None else w
+        dparams = self.buffer("dparams", (b, 1 if mode == _DOT else 2 * d))
+        dsum = self.buffer("dparams_sum", (1 if mode == _DOT else d + 2,))
         _attention.attention_backward(q, k, v, mode, scale, w, outer, drop, self._buffers["scores"],
                                       self._buffers["attn"], dropped, dout, dattn, ds, dq, dk, dv,
                                       dparams, dsum, threads.get_num_threads())
@@ -228,6 +234,12 @@ class _BaseDenseAttention(Layer):
 
     def _store_param_grads(self, dsum):
         raise NotImplementedError
+
+    def _ones(self, d):
+        ones = self._buffers.get("ones")
+        if ones is None or ones.shape != (d,) or ones.dtype != self.dtype:
+            ones = self._buffers["ones"] = np.ones(d, dtype=self.dtype)
+        return ones
 
     def _set_grad(self, i, value):
         g = self._grads[i]
@@ -452,7 +464,7 @@ class AttentionPooling(Layer):
         attn = self.buffer("attn", (b, 1, t))
         out = self.buffer("out", (b, 1, f))
         _attention.attention_forward(q, keys, x, _DOT, 1.0, None, 1.0, vmask, False, None, scores, attn, None,
-                                     out, nt)
+                                     out, None, nt)
         self._saved = (x, keys, q)
         return out.reshape(b, f)
 
