@@ -394,6 +394,28 @@ def test_results_identical_at_1_and_2_threads(layer_fn, shape, training, masked)
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("layer_fn", [BatchNormalization, lambda: BatchNormalization(axis=1), LayerNormalization])
+def test_steady_state_steps_allocate_no_arrays(layer_fn):
+    """Outputs and scratch live in the layer's buffers: once warm, a training step allocates
+    nothing the size of an array (tracemalloc sees NumPy's allocations)."""
+    import tracemalloc
+    x = RNG.standard_normal((64, 10, 10, 16)).astype(np.float32)
+    layer = layer_fn()
+    layer(x[:1])
+    for _ in range(2):
+        layer.forward(x, training=True)
+        layer.backward(x)
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            layer.forward(x, training=True)
+            layer.backward(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes // 20, f"a step allocated {peak} bytes (input: {x.nbytes})"
+
+
 # ----------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("kwargs, match", [
