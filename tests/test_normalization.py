@@ -476,7 +476,7 @@ def _digits():
 
 
 def test_mlp_with_batch_norm_learns_digits():
-    """Dense -> BN -> ReLU twice, Adam, 8 epochs, seed 0: test accuracy >= 0.95 (measured 0.97)."""
+    """Dense -> BN -> ReLU twice, Adam, 8 epochs, seed 0: test accuracy >= 0.94 (measured 0.964; seeds 1, 2: 0.961, 0.964)."""
     from cydnn import layers
     cydnn.set_random_seed(0)
     x_tr, y_tr, x_te, y_te = _digits()
@@ -492,7 +492,7 @@ def test_mlp_with_batch_norm_learns_digits():
     bn = model.layers[1]
     assert np.all(bn.moving_variance != 1) and np.all(bn.moving_mean != 0)  # moving stats were updated
     _, acc = model.evaluate(x_te, y_te, batch_size=256, verbose=0)
-    assert acc >= 0.95
+    assert acc >= 0.94
 
 
 def test_frozen_batch_norm_inside_a_model_stays_frozen():
