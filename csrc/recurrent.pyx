@@ -262,20 +262,20 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
 
 
 cdef void recurrent_matmul(const floating* h, const floating* rkernel, floating* out, int nr, int u,
-                           int width, floating beta) noexcept nogil:
-    """out (nr x width) := h (nr x u) @ rkernel (u x width) + beta * out. One row: a gemv (a
-    1-row gemm packs the whole matrix every step); this path is taken only for batch 1, so the
-    choice never depends on the thread count."""
-    if nr == 1:
+                           int width, floating beta, int batch) noexcept nogil:
+    """out (nr x width) := h (nr x u) @ rkernel (u x width) + beta * out. A batch of one row runs a
+    gemv (a 1-row gemm packs the whole matrix every step); only a batch of 1, never a 1-row block
+    of a larger batch, so the choice does not depend on the thread count."""
+    if nr == 1 and batch == 1:
         gemv(True, u, width, <floating>1, rkernel, width, h, beta, out)
     else:
         gemm(False, False, nr, width, u, <floating>1, h, u, rkernel, width, beta, out, width)
 
 
 cdef void recurrent_matmul_t(const floating* dz, const floating* rkernel, floating* out, int nr,
-                             int u, int width, floating beta) noexcept nogil:
-    """out (nr x u) := dz (nr x width) @ rkernel^T + beta * out."""
-    if nr == 1:
+                             int u, int width, floating beta, int batch) noexcept nogil:
+    """out (nr x u) := dz (nr x width) @ rkernel^T + beta * out (a gemv for a batch of 1)."""
+    if nr == 1 and batch == 1:
         gemv(False, u, width, <floating>1, rkernel, width, dz, beta, out)
     else:
         gemm(False, True, nr, u, width, <floating>1, dz, width, rkernel, width, beta, out, u)
@@ -301,6 +301,11 @@ cdef void emit_outputs(const floating* hnew, const floating* hprev, const unsign
             # else: ylast keeps the previous output
         if yseq != NULL:
             memcpy(yseq + (<Py_ssize_t>b * T + s) * u, yl, u * sizeof(floating))
+
+
+cdef inline void clear_rows(floating* a, int u, int b0, int b1) noexcept nogil:
+    """a[b0:b1] := 0 for a (batch x u) array (the running last output starts at zeros)."""
+    memset(a + <Py_ssize_t>b0 * u, 0, <Py_ssize_t>(b1 - b0) * u * sizeof(floating))
 
 
 cdef inline bint output_flows(const unsigned char* mask, const int* first_on, int T, int b, int s,
@@ -449,11 +454,12 @@ cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rke
     cdef Py_ssize_t step_z = <Py_ssize_t>batch * u
     cdef floating* zs
     cdef floating* hnew
+    clear_rows(ylast, u, b0, b1)
     for s in range(T):
         zs = z + s * step_z + <Py_ssize_t>b0 * u
         hnew = hs + (s + 1) * step_z + <Py_ssize_t>b0 * u
         if not (s == 0 and zero_state):
-            recurrent_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, rkernel, zs, nr, u, u, <floating>1)
+            recurrent_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, rkernel, zs, nr, u, u, <floating>1, batch)
         # h := activation(z) on the block's rows
         if floating is float and fast:
             tanh_forward_f(nr * u, zs, hnew)
@@ -538,7 +544,7 @@ cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const 
         # gradient with respect to h_{s-1}: dz @ rkernel^T (added to the pass-through of skipped rows)
         if s > 0 or need_dh0:
             recurrent_matmul_t(dz + s * step + <Py_ssize_t>b0 * u, rkernel, dh + <Py_ssize_t>b0 * u,
-                               nr, u, u, <floating>(1 if mask != NULL else 0))
+                               nr, u, u, <floating>(1 if mask != NULL else 0), batch)
 
 
 def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
@@ -677,11 +683,12 @@ cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs
     cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
     cdef floating* zs
     cdef floating* as_
+    clear_rows(ylast, u, b0, b1)
     for s in range(T):
         zs = z + 4 * (s * step + off)
         as_ = a + 4 * (s * step + off)
         if not (s == 0 and zero_state):
-            recurrent_matmul(hs + s * step + off, rkernel, zs, nr, u, 4 * u, <floating>1)
+            recurrent_matmul(hs + s * step + off, rkernel, zs, nr, u, 4 * u, <floating>1, batch)
         if floating is float and fast:
             lstm_forward_rows_f(nr, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
                                 tc + s * step + off, hs + (s + 1) * step + off)
@@ -796,7 +803,7 @@ cdef void lstm_backward_rows(const floating* z, const floating* a, const floatin
         if s > 0 or need_dh0:
             recurrent_matmul_t(dz + 4 * (s * step + <Py_ssize_t>b0 * u), rkernel,
                                dh + <Py_ssize_t>b0 * u, nr, u, 4 * u,
-                               <floating>(1 if mask != NULL else 0))
+                               <floating>(1 if mask != NULL else 0), batch)
 
 
 def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
@@ -892,12 +899,13 @@ cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs,
     cdef int s, nr = b1 - b0
     cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
     cdef floating* recb = rec + 3 * off
+    clear_rows(ylast, u, b0, b1)
     for s in range(T):
         # recurrent projection h_{s-1} @ rkernel of the block's rows (zeros from a zero state)
         if s == 0 and zero_state:
             memset(recb, 0, 3 * nr * u * sizeof(floating))
         else:
-            recurrent_matmul(hs + s * step + off, rkernel, recb, nr, u, 3 * u, <floating>0)
+            recurrent_matmul(hs + s * step + off, rkernel, recb, nr, u, 3 * u, <floating>0, batch)
         if floating is float and fast:
             gru_forward_rows_f(nr, u, z + 3 * (s * step + off), recb, brec,
                                a + 3 * (s * step + off), rh + s * step + off, hs + s * step + off,
@@ -1013,7 +1021,7 @@ cdef void gru_backward_rows(const floating* z, const floating* a, const floating
         # gradient with respect to h_{s-1}: dh (direct part) += dr @ rkernel^T
         if s > 0 or need_dh0:
             recurrent_matmul_t(dr + 3 * (s * step + <Py_ssize_t>b0 * u), rkernel,
-                               dh + <Py_ssize_t>b0 * u, nr, u, 3 * u, <floating>1)
+                               dh + <Py_ssize_t>b0 * u, nr, u, 3 * u, <floating>1, batch)
 
 
 def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
