@@ -144,10 +144,10 @@ cdef void combine_moments(const double* part, const unsigned char* mask, Py_ssiz
 
 cdef void bn_forward_channels(const floating* gamma, const floating* beta, floating* moving_mean,
                               floating* moving_var, double* stats, const double* part,
-                              const unsigned char* mask,
-                              floating* coef, Py_ssize_t n_chunks, Py_ssize_t rows_per, Py_ssize_t m,
-                              Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1, bint batch_stats,
-                              double momentum, double epsilon) noexcept nogil:
+                              const unsigned char* mask, floating* coef, Py_ssize_t n_chunks,
+                              Py_ssize_t rows_per, Py_ssize_t m, Py_ssize_t n, Py_ssize_t c0,
+                              Py_ssize_t c1, bint batch_stats, double momentum,
+                              double epsilon) noexcept nogil:
     """Channels c0 <= c < c1: the statistics to normalize with (batch ones, updating the moving
     ones, or the moving ones), stats := (mean, 1/sqrt(var + eps)), and the affine map's coef."""
     cdef Py_ssize_t c
@@ -172,8 +172,8 @@ cdef void bn_forward_channels(const floating* gamma, const floating* beta, float
 
 
 def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
-                       const unsigned char[::1] row_mask,  # IN  (rows,) rows in the statistics (!= 0),
-                                                        #     or None: every row (a sequence mask)
+                       const unsigned char[::1] row_mask,  # IN (rows,) 1 = row enters the statistics
+                                                        #     (a sequence mask), or None: every row
                        const floating[::1] gamma,       # IN  (C,), or None (scale=False: gamma = 1)
                        const floating[::1] beta,        # IN  (C,), or None (center=False: beta = 0)
                        floating[::1] moving_mean,       # IN/OUT (C,) updated in place with batch_stats
