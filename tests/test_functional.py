@@ -373,6 +373,21 @@ def test_multi_output_layer_in_graph_gradients():
     assert "split" in [layer.name for layer in only_left.layers]
 
 
+def test_lstm_return_state_outputs_in_graph_gradients():
+    """LSTM(return_state=True) gives three tensors; the final h and c feed a head, the sequence is
+    a second output (or unused: zeros flow back for it)."""
+    cydnn.set_floatx("float64")
+    x = cydnn.Input(shape=(5, 3))
+    seq, h, c = layers.LSTM(4, return_sequences=True, return_state=True, name="lstm")(x)
+    assert (seq.shape, h.shape, c.shape) == ((None, 5, 4), (None, 4), (None, 4))
+    y = layers.Dense(2, name="head")(layers.Concatenate()([h, c]))
+    xv = np.random.default_rng(27).standard_normal((2, 5, 3))
+    both = cydnn.Model(x, [y, seq])
+    _randomize(both, seed=28)
+    _check_graph_gradients(both, [xv])
+    _check_graph_gradients(cydnn.Model(x, y), [xv])
+
+
 def test_nested_model_is_inlined_with_shared_weights():
     cydnn.set_floatx("float64")
     xi = cydnn.Input(shape=(3,))
