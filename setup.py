@@ -59,6 +59,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = flags + (["-fopenmp"] if openmp else [])
             ext.extra_link_args = ["-fopenmp"] if openmp else []
+        if not self.parallel:  # one compiler per core: the kernels are independent modules
+            self.parallel = os.cpu_count() or 1
         super().build_extensions()
 
 
