@@ -798,3 +798,16 @@ def test_seeded_dropout_generator_state_is_restored(tmp_path):
     fresh = cydnn.load_model(tmp_path / "d.cydnn")  # without restore_rng the layer's stream restarts
     fresh.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert not np.array_equal(fresh.get_weights()[0], straight.get_weights()[0])
+
+
+def test_saved_file_permissions_follow_the_umask_or_the_replaced_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        model = cydnn.Sequential([layers.InputLayer(shape=(2,)), layers.Dense(2)])
+        model.save(tmp_path / "m.cydnn")
+        assert os.stat(tmp_path / "m.cydnn").st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "m.cydnn", 0o640)
+        model.save(tmp_path / "m.cydnn")
+        assert os.stat(tmp_path / "m.cydnn").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

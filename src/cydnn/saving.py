@@ -46,7 +46,7 @@ import io
 import json
 import os
 import re
-import tempfile
+import secrets
 import warnings
 import zipfile
 
@@ -158,8 +158,10 @@ def _write_archive(path, config, arrays):
     path = os.fspath(path)
     config_bytes = _to_json(config, path, "config")  # fails before any file is touched
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = _create_temp(directory, os.path.basename(path))
     try:
+        with contextlib.suppress(OSError):  # overwriting keeps the file's permissions
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         with os.fdopen(fd, "w+b") as f:
             with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
                 zf.writestr(zipfile.ZipInfo(_CONFIG, date_time=(1980, 1, 1, 0, 0, 0)), config_bytes,
@@ -195,6 +197,19 @@ def _write_archive(path, config, arrays):
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _create_temp(directory, basename):
+    """A new file next to the target, created with mode 0o666 so the umask applies as for any
+    new file (tempfile.mkstemp would make it 0o600, and the rename would keep that)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{basename}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"save: cannot create a temporary file in {directory}")
 
 
 class _Archive:
