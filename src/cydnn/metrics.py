@@ -68,6 +68,9 @@ class BinaryAccuracy(Metric):
         self.threshold = threshold
         super().__init__(name)
 
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
     def values(self, y_true, y_pred):
         return ((y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)).astype(np.float64)
 
