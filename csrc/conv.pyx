@@ -18,7 +18,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-from _blas cimport gemm, block_start
+from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
 
 
@@ -85,25 +85,112 @@ cdef void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. th
                  const Geom* gp) noexcept nogil:
     """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
     cdef Geom g = gp[0]  # a local copy, as in im2col
-    cdef Py_ssize_t oh, ow, i, j, q, ih, iw
-    cdef Py_ssize_t c = g.c, rowlen = g.kh * g.kw * g.c
+    cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
+    cdef Py_ssize_t c = g.c, kc = g.kw * g.c, rowlen = g.kh * g.kw * g.c
     cdef const floating* src
     cdef floating* dst
+    cdef bint inside
     memset(x, 0, <size_t>g.h * g.w * g.c * sizeof(floating))
     for oh in range(g.oh):
         for ow in range(g.ow):
+            iw0 = ow * g.sw - g.pl
+            inside = g.dw == 1 and iw0 >= 0 and iw0 + g.kw <= g.w
             for i in range(g.kh):
                 ih = oh * g.sh - g.pt + i * g.dh
                 if ih < 0 or ih >= g.h:
                     continue
+                src = col + (oh * g.ow + ow) * rowlen + i * kc
+                if inside:
+                    # one contiguous run of kw*c values, as in im2col
+                    dst = x + (ih * g.w + iw0) * c
+                    for q in range(kc):
+                        dst[q] += src[q]
+                    continue
                 for j in range(g.kw):
-                    iw = ow * g.sw - g.pl + j * g.dw
+                    iw = iw0 + j * g.dw
                     if iw < 0 or iw >= g.w:
                         continue
-                    src = col + (oh * g.ow + ow) * rowlen + (i * g.kw + j) * c
                     dst = x + (ih * g.w + iw) * c
                     for q in range(c):
-                        dst[q] += src[q]
+                        dst[q] += src[j * c + q]
+
+
+cdef inline void valid_range(int n_out, int stride, int off, int size, Py_ssize_t* lo,
+                             Py_ssize_t* hi) noexcept nogil:
+    """Outputs o in [lo, hi) read an input cell inside the image: 0 <= o*stride + off < size."""
+    cdef Py_ssize_t a = 0 if off >= 0 else (-off + stride - 1) // stride
+    cdef Py_ssize_t b = 0 if size - off <= 0 else (size - off - 1) // stride + 1
+    b = min(b, <Py_ssize_t>n_out)
+    lo[0] = min(a, b)
+    hi[0] = b
+
+
+cdef void im2col_transposed(const floating* x,   # IN  one image (h, w, c)
+                            floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
+                            Py_ssize_t ld,
+                            const Geom* gp) noexcept nogil:
+    """colt[(i*KW + j)*C + c, oh*OW + ow] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside.
+
+    Patches as columns (Caffe's layout): each kernel tap fills whole output rows, long runs that
+    beat the short copies of im2col when kw*c is small (a first layer on grey images)."""
+    cdef Geom g = gp[0]
+    cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, src
+    cdef floating* row
+    cdef floating* dst
+    for i in range(g.kh):
+        for j in range(g.kw):
+            off = j * g.dw - g.pl
+            valid_range(g.ow, g.sw, <int>off, g.w, &lo, &hi)
+            for ci in range(g.c):
+                row = colt + ((i * g.kw + j) * g.c + ci) * ld
+                for p in range(g.oh):
+                    ih = p * g.sh - g.pt + i * g.dh
+                    dst = row + p * g.ow
+                    if ih < 0 or ih >= g.h:
+                        for q in range(g.ow):
+                            dst[q] = 0
+                        continue
+                    for q in range(lo):
+                        dst[q] = 0
+                    for q in range(hi, g.ow):
+                        dst[q] = 0
+                    if g.sw == 1 and g.c == 1:
+                        src = ih * g.w + off
+                        for q in range(lo, hi):
+                            dst[q] = x[src + q]
+                    else:
+                        src = (ih * g.w + off) * g.c + ci
+                        for q in range(lo, hi):
+                            dst[q] = x[src + q * g.sw * g.c]
+
+
+cdef void col2im_transposed(const floating* colt,  # IN  (kh*kw*c, oh*ow) block, rows ld apart
+                            Py_ssize_t ld,
+                            floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
+                            const Geom* gp) noexcept nogil:
+    """The adjoint of im2col_transposed."""
+    cdef Geom g = gp[0]
+    cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, dst
+    cdef const floating* src
+    memset(x, 0, <size_t>g.h * g.w * g.c * sizeof(floating))
+    for i in range(g.kh):
+        for j in range(g.kw):
+            off = j * g.dw - g.pl
+            valid_range(g.ow, g.sw, <int>off, g.w, &lo, &hi)
+            for ci in range(g.c):
+                for p in range(g.oh):
+                    ih = p * g.sh - g.pt + i * g.dh
+                    if ih < 0 or ih >= g.h:
+                        continue
+                    src = colt + ((i * g.kw + j) * g.c + ci) * ld + p * g.ow
+                    if g.sw == 1 and g.c == 1:
+                        dst = ih * g.w + off
+                        for q in range(lo, hi):
+                            x[dst + q] += src[q]
+                    else:
+                        dst = (ih * g.w + off) * g.c + ci
+                        for q in range(lo, hi):
+                            x[dst + q * g.sw * g.c] += src[q]
 
 
 def im2col_2d(const floating[:, :, ::1] x,   # IN  one image (h, w, c)
@@ -124,6 +211,24 @@ def col2im_2d(const floating[:, ::1] col,    # IN  (oh*ow, kh*kw*c)
         col2im(&col[0, 0], &x[0, 0, 0], &g)
 
 
+def im2col_transposed_2d(const floating[:, :, ::1] x,   # IN  one image (h, w, c)
+                         floating[:, ::1] colt,         # OUT (kh*kw*c, oh*ow)
+                         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow):
+    """Python twin of im2col_transposed for tests."""
+    cdef Geom g = make_geom(x.shape[0], x.shape[1], x.shape[2], oh, ow, kh, kw, sh, sw, pt, pl, dh, dw)
+    with nogil:
+        im2col_transposed(&x[0, 0, 0], &colt[0, 0], colt.shape[1], &g)
+
+
+def col2im_transposed_2d(const floating[:, ::1] colt,   # IN  (kh*kw*c, oh*ow)
+                         floating[:, :, ::1] x,         # OUT one image (h, w, c)
+                         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow):
+    """Python twin of col2im_transposed for tests."""
+    cdef Geom g = make_geom(x.shape[0], x.shape[1], x.shape[2], oh, ow, kh, kw, sh, sw, pt, pl, dh, dw)
+    with nogil:
+        col2im_transposed(&colt[0, 0], colt.shape[1], &x[0, 0, 0], &g)
+
+
 # ------------------------------------------------------------------------------------- helpers
 cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
                                Py_ssize_t n) noexcept nogil:
@@ -131,6 +236,15 @@ cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py
     for r in range(r0, r1):
         for j in range(n):
             z[r * n + j] += b[j]
+
+
+cdef inline void transpose_add_bias(const floating* zt, Py_ssize_t ld, floating* z, const floating* b,
+                                    Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """z[r, j] := zt[j, r] (+ b[j]) for r < rows, j < n; zt rows are ld apart."""
+    cdef Py_ssize_t r, j
+    for r in range(rows):
+        for j in range(n):
+            z[r * n + j] = zt[j * ld + r] + (b[j] if b != NULL else 0)
 
 
 cdef inline void column_sums(const floating* a, floating* s, Py_ssize_t r0, Py_ssize_t r1,
@@ -167,26 +281,32 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                    const floating[::1] b,            # IN  (f,) or None
                    floating[:, :, :, ::1] z,         # OUT (n, oh, ow, f) pre-activation
                    floating[:, :, :, ::1] y,         # OUT (n, oh, ow, f) activation; may be z when linear
-                   floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*kh*kw*c)
+                   floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*(kh*kw*c + f))
                    int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int chunk,
-                   int n_groups, int act, double alpha, int n_threads):
+                   int n_groups, bint transposed, int act, double alpha, int n_threads):
     """z := conv(x, W) + b;  y := f(z). Padding beyond (pt, pl) is implied by the output size.
 
-    The images are cut into n_groups groups and each group into chunks exactly as in
-    conv2d_backward, whatever the thread count: sgemm may round a row differently depending on
-    where it sits in its call, so the calls themselves must not depend on the threads.
+    Per chunk of images: patches (im2col, or im2col_transposed when ``transposed``), one sgemm,
+    then bias and activation on the rows while they are in cache. The images are cut into
+    n_groups groups and each group into chunks exactly as in conv2d_backward, whatever the thread
+    count: sgemm may round a row differently depending on where it sits in its call, so the calls
+    themselves must not depend on the threads.
     """
     cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = max(1, min(n_groups, n))
     cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
                             kh, kw, sh, sw, pt, pl, dh, dw)
     cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow
-    cdef int nt = max(1, min(min(n_threads, ng), col.shape[0])), t, grp, i0, i1, img, cnt, q
+    # one thread per GEMM_GRAIN multiply-adds at most: small layers stay on one thread
+    cdef int nt = threads_for_work(<long long>n * ohw * kdim * f, GEMM_GRAIN, min(ng, col.shape[0]), n_threads)
+    cdef int t, grp, i0, i1, img, cnt, q
     cdef bint pointwise = is_pointwise(&g), has_bias = b is not None
     cdef Py_ssize_t r0, rows
     cdef const floating* a
     cdef floating* cbuf
+    cdef floating* zt
     cdef floating* zp = &z[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
+    cdef const floating* bp = &b[0] if has_bias else NULL
     if n == 0 or ohw == 0:
         return
     chunk = max(1, chunk)
@@ -200,16 +320,25 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                 cnt = min(chunk, i1 - img)
                 r0 = img * ohw
                 rows = cnt * ohw
-                if pointwise:
-                    a = &x[img, 0, 0, 0]
-                else:
+                if transposed and not pointwise:
+                    # zT (f, rows) = W^T @ patches (kdim, rows), then transposed into z with the bias
                     for q in range(cnt):
-                        im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
-                    a = cbuf
-                gemm(False, False, <int>rows, f, kdim, <floating>1, a, kdim, &w[0, 0], f,
-                     <floating>0, zp + r0 * f, f)
-                if has_bias:
-                    add_bias_rows(zp, &b[0], r0, r0 + rows, f)
+                        im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
+                    zt = cbuf + rows * kdim
+                    gemm(True, False, f, <int>rows, kdim, <floating>1, &w[0, 0], f, cbuf, <int>rows,
+                         <floating>0, zt, <int>rows)
+                    transpose_add_bias(zt, rows, zp + r0 * f, bp, rows, f)
+                else:
+                    if pointwise:
+                        a = &x[img, 0, 0, 0]
+                    else:
+                        for q in range(cnt):
+                            im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
+                        a = cbuf
+                    gemm(False, False, <int>rows, f, kdim, <floating>1, a, kdim, &w[0, 0], f,
+                         <floating>0, zp + r0 * f, f)
+                    if has_bias:
+                        add_bias_rows(zp, bp, r0, r0 + rows, f)
                 rows_forward(act, alpha, zp, yp, r0, r0 + rows, f)
                 img = img + cnt
 
@@ -227,18 +356,20 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                     floating[:, ::1] dw_part,          # scratch (groups, kh*kw*c*f) per-group dW
                     floating[:, ::1] db_part,          # scratch (groups, f) per-group db
                     int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw_, int chunk,
-                    int act, double alpha, bint accumulate, int n_threads):
+                    bint transposed, int act, double alpha, bint accumulate, int n_threads):
     """dz := dy * f'(z);  dW (+)= sum_n col_n^T @ dz_n;  db (+)= sum of dz rows;  dx := col2im(dz @ W^T).
 
     The images are split into dw_part.shape[0] groups (a function of the batch size only); group g
     sums its images into dw_part[g] / db_part[g] and the groups are added in order afterwards.
+    ``transposed`` selects the patch layout, as in conv2d_forward.
     """
     cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = dw_part.shape[0]
     cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
                             kh, kw, sh, sw, pt, pl, dh, dw_)
     cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow
-    cdef int nt = max(1, min(min(n_threads, ng), col.shape[0])), t, g0, g1, grp, i0, i1, img, cnt, q
-    cdef bint pointwise = is_pointwise(&g), first
+    cdef int nt = threads_for_work(2 * <long long>n * ohw * kdim * f, GEMM_GRAIN, min(ng, col.shape[0]), n_threads)
+    cdef int t, g0, g1, grp, i0, i1, img, cnt, q
+    cdef bint pointwise = is_pointwise(&g), first, tr
     cdef bint want_dx = dx is not None, want_dw = dw is not None, want_db = db is not None
     cdef Py_ssize_t r0, rows
     cdef const floating* a
@@ -252,6 +383,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
     if n == 0 or ohw == 0 or ng == 0:
         return
     chunk = max(1, chunk)
+    tr = transposed and not pointwise
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         g0 = block_start(ng, nt, t)
         g1 = block_start(ng, nt, t + 1)
@@ -268,23 +400,33 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 # gradient with respect to the pre-activation
                 if act != LINEAR:
                     rows_backward(act, alpha, zp, yp, dyp, dzp, r0, r0 + rows, f)
-                # the patches of these images (the image itself for a pointwise kernel)
-                if pointwise:
-                    a = &x[img, 0, 0, 0]
-                elif want_dw:
-                    for q in range(cnt):
-                        im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
-                    a = cbuf
                 # gradient with respect to the weights: this group's dW (+)= patches^T @ dz
                 if want_dw:
-                    gemm(True, False, kdim, f, <int>rows, <floating>1, a, kdim, dzp + r0 * f, f,
-                         <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
+                    if tr:
+                        for q in range(cnt):
+                            im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
+                        gemm(False, False, kdim, f, <int>rows, <floating>1, cbuf, <int>rows, dzp + r0 * f, f,
+                             <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
+                    else:
+                        if pointwise:
+                            a = &x[img, 0, 0, 0]
+                        else:
+                            for q in range(cnt):
+                                im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
+                            a = cbuf
+                        gemm(True, False, kdim, f, <int>rows, <floating>1, a, kdim, dzp + r0 * f, f,
+                             <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
                 # gradient with respect to the bias: this group's column sums of dz, in row order
                 if want_db:
                     column_sums(dzp, dbp + <Py_ssize_t>grp * f, r0, r0 + rows, f, not first)
                 # gradient with respect to the input: patch gradients dz @ W^T, scattered back
                 if want_dx:
-                    if pointwise:
+                    if tr:
+                        gemm(False, True, kdim, <int>rows, f, <floating>1, &w[0, 0], f, dzp + r0 * f, f,
+                             <floating>0, cbuf, <int>rows)
+                        for q in range(cnt):
+                            col2im_transposed(cbuf + q * ohw, rows, &dx[img + q, 0, 0, 0], &g)
+                    elif pointwise:
                         gemm(False, True, <int>rows, kdim, f, <floating>1, dzp + r0 * f, f, &w[0, 0], f,
                              <floating>0, &dx[img, 0, 0, 0], kdim)
                     else:
@@ -312,8 +454,9 @@ def depthwise_conv2d_forward(const floating[:, :, :, ::1] x,  # IN  (n, h, w, c)
     """z[n, oh, ow, c*m + j] := sum_{i1,i2} x[n, oh*sh - pt + i1*dh, ow*sw - pl + i2*dw, c] k[i1, i2, c, j] + b."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
-    cdef int cm = c * m, nt = max(1, min(n_threads, n)), t, img, i0, i1
     cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow
+    cdef int cm = c * m, t, img, i0, i1
+    cdef int nt = threads_for_work(<long long>n * ohw * kh * kw * c * m, ELEMENT_GRAIN, n, n_threads)
     cdef bint has_bias = b is not None
     cdef floating* out
     cdef const floating* xp
@@ -368,8 +511,9 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, 
     dx[.., c] := sum_{taps, j} dz[.., c*m + j] k[.., c, j]. Group partial sums as in conv2d_backward."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
-    cdef int cm = c * m, ng = dk_part.shape[0], nt = max(1, min(n_threads, ng)), t, g0, g1, grp, img
-    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow, ksize = <Py_ssize_t>kh * kw * cm
+    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow, ksize = <Py_ssize_t>kh * kw * c * m
+    cdef int cm = c * m, ng = dk_part.shape[0], t, g0, g1, grp, img
+    cdef int nt = threads_for_work(2 * <long long>n * ohw * ksize, ELEMENT_GRAIN, ng, n_threads)
     cdef bint want_dx = dx is not None, want_dk = dk is not None, want_db = db is not None
     cdef const floating* g
     cdef const floating* xp

@@ -8,7 +8,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-from _blas cimport block_start
+from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
 
 
 # ------------------------------------------------------------------------------------ max pool
@@ -64,7 +64,8 @@ def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                        int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
     """y[n, oh, ow, c] := max over the window's real cells; argmax keeps where it was (first on ties)."""
     cdef int n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
-    cdef int oh = y.shape[1], ow = y.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int oh = y.shape[1], ow = y.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * oh * ow * c * kh * kw, ELEMENT_GRAIN, n, n_threads)
     if n == 0 or oh == 0 or ow == 0 or c == 0:
         return
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
@@ -78,9 +79,10 @@ def max_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) 
                         floating[:, :, :, ::1] dx,         # OUT (n, h, w, c) dL/dx
                         int n_threads):
     """dx := 0, then each output's gradient goes to the input cell that held its maximum."""
-    cdef int n = dx.shape[0], nt = max(1, min(n_threads, n)), t, img
+    cdef int n = dx.shape[0], t, img
     cdef Py_ssize_t k, per_out = <Py_ssize_t>dy.shape[1] * dy.shape[2] * dy.shape[3]
     cdef Py_ssize_t per_in = <Py_ssize_t>dx.shape[1] * dx.shape[2] * dx.shape[3]
+    cdef int nt = threads_for_work(<long long>n * (per_in + per_out), ELEMENT_GRAIN, n, n_threads)
     cdef floating* dxp
     cdef const floating* dyp
     cdef const int* ap
@@ -105,7 +107,8 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                        int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
     """y[n, oh, ow, c] := mean over the window's real cells (padding is not counted)."""
     cdef int n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
-    cdef int oh = y.shape[1], ow = y.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int oh = y.shape[1], ow = y.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * oh * ow * c * kh * kw, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t p, q, ci, ih, iw, ih0, ih1, iw0, iw1
     cdef const floating* xp
     cdef floating* yp
@@ -138,7 +141,8 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) 
                         int kh, int kw, int sh, int sw, int pt, int pl, int n_threads):
     """dx := 0, then each output's gradient, divided by its count of real cells, goes to each of them."""
     cdef int n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
-    cdef int oh = dy.shape[1], ow = dy.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int oh = dy.shape[1], ow = dy.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * oh * ow * c * kh * kw, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t p, q, ci, ih, iw, ih0, ih1, iw0, iw1
     cdef const floating* gp
     cdef floating* dxp
@@ -169,7 +173,8 @@ def global_avg_pool_forward(const floating[:, :, ::1] x,   # IN  (n, cells, c): 
                             floating[:, ::1] y,            # OUT (n, c) means over the cells
                             int n_threads):
     """y[n, c] := mean over cells of x[n, cell, c] (summed in cell order)."""
-    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * cells * c, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t k, ci
     cdef floating inv
     if n == 0 or c == 0:
@@ -190,7 +195,8 @@ def global_avg_pool_backward(const floating[:, ::1] dy,   # IN  (n, c) dL/dy
                              floating[:, :, ::1] dx,      # OUT (n, cells, c) dL/dx
                              int n_threads):
     """dx[n, cell, c] := dy[n, c] / cells."""
-    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * cells * c, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t k, ci
     cdef floating inv
     if n == 0 or c == 0 or cells == 0:
@@ -208,7 +214,8 @@ def global_max_pool_forward(const floating[:, :, ::1] x,   # IN  (n, cells, c)
                             int[:, ::1] argmax,            # OUT (n, c) the cell of each maximum (first on ties)
                             int n_threads):
     """y[n, c] := max over cells of x[n, cell, c]."""
-    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int n = x.shape[0], cells = x.shape[1], c = x.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * cells * c, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t k, ci
     if n == 0 or c == 0 or cells == 0:
         return
@@ -229,7 +236,8 @@ def global_max_pool_backward(const floating[:, ::1] dy,      # IN  (n, c) dL/dy
                              floating[:, :, ::1] dx,         # OUT (n, cells, c) dL/dx
                              int n_threads):
     """dx := 0, then dx[n, argmax[n, c], c] := dy[n, c]."""
-    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], nt = max(1, min(n_threads, n)), t, img
+    cdef int n = dx.shape[0], cells = dx.shape[1], c = dx.shape[2], t, img
+    cdef int nt = threads_for_work(<long long>n * cells * c, ELEMENT_GRAIN, n, n_threads)
     cdef Py_ssize_t ci
     if n == 0 or c == 0 or cells == 0:
         return

@@ -17,6 +17,13 @@ def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
+@pytest.fixture(params=["rows", "transposed"])
+def layout(request, monkeypatch):
+    """Run a test with either patch layout (im2col rows, or im2col_transposed columns)."""
+    monkeypatch.setattr("cydnn.layers.convolutional._TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
+    return request.param
+
+
 # ------------------------------------------------------------------------- gradient checks
 CONV2D_GRID = [
     # kernel, strides, padding, dilation, input (h, w)
@@ -37,9 +44,17 @@ CONV2D_GRID = [
 
 
 @pytest.mark.parametrize("kernel,strides,padding,dilation,hw", CONV2D_GRID)
-def test_conv2d_gradients(kernel, strides, padding, dilation, hw):
+def test_conv2d_gradients(kernel, strides, padding, dilation, hw, layout):
     layer = layers.Conv2D(3, kernel, strides=strides, padding=padding, dilation_rate=dilation, **F64)
     check_layer_gradients(layer, rand(2, *hw, 2))
+
+
+@pytest.mark.parametrize("kernel,strides,padding,dilation", [(5, 1, "same", 1), (3, 2, "same", 1), (3, 1, "valid", 2),
+                                                             ((2, 4), 1, ((2, 0), (1, 3)), 1)])
+def test_single_channel_conv2d_gradients(kernel, strides, padding, dilation, layout):
+    # grey images: the transposed layout copies whole rows here (its stride-1, 1-channel fast path)
+    layer = layers.Conv2D(4, kernel, strides=strides, padding=padding, dilation_rate=dilation, **F64)
+    check_layer_gradients(layer, rand(3, 7, 6, 1))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softmax", "elu"])
@@ -48,7 +63,7 @@ def test_conv2d_fused_activation_gradients(activation):
     check_layer_gradients(layer, rand(2, 4, 5, 2))
 
 
-def test_conv2d_without_bias_and_chunked_batch(monkeypatch):
+def test_conv2d_without_bias_and_chunked_batch(monkeypatch, layout):
     # a tiny patch budget forces one image per chunk; 5 images over several reduction groups
     monkeypatch.setattr("cydnn.layers.convolutional._CHUNK_BYTES", 1)
     monkeypatch.setattr("cydnn.layers.convolutional._MAX_GROUPS", 3)
@@ -69,7 +84,7 @@ CONV1D_GRID = [
 
 
 @pytest.mark.parametrize("kernel,strides,padding,dilation,width", CONV1D_GRID)
-def test_conv1d_gradients(kernel, strides, padding, dilation, width):
+def test_conv1d_gradients(kernel, strides, padding, dilation, width, layout):
     layer = layers.Conv1D(3, kernel, strides=strides, padding=padding, dilation_rate=dilation, **F64)
     check_layer_gradients(layer, rand(2, width, 2))
 
@@ -116,7 +131,7 @@ def test_col2im_is_the_adjoint_of_im2col():
     # <im2col(x), c> == <x, col2im(c)> for every geometry: the backward pass is the true transpose
     x = rand(6, 7, 3)
     for kh, kw, sh, sw, pt, pl, dh, dw in [(3, 3, 1, 1, 1, 1, 1, 1), (2, 3, 2, 1, 0, 2, 2, 1),
-                                           (3, 2, 2, 3, 2, 0, 1, 2)]:
+                                           (3, 2, 2, 3, 2, 0, 1, 2), (5, 5, 1, 1, 2, 2, 1, 1)]:
         oh = (6 + 2 * pt - dh * (kh - 1) - 1) // sh + 1
         ow = (7 + 2 * pl - dw * (kw - 1) - 1) // sw + 1
         col = np.empty((oh * ow, kh * kw * 3))
@@ -125,6 +140,13 @@ def test_col2im_is_the_adjoint_of_im2col():
         back = np.empty_like(x)
         _conv.col2im_2d(c, back, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
         assert np.sum(col * c) == pytest.approx(np.sum(x * back), rel=1e-12)
+        # the transposed layout holds the same patches, and its col2im is the same adjoint
+        colt = np.empty((kh * kw * 3, oh * ow))
+        _conv.im2col_transposed_2d(x, colt, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+        np.testing.assert_array_equal(colt, col.T)
+        back_t = np.empty_like(x)
+        _conv.col2im_transposed_2d(np.ascontiguousarray(c.T), back_t, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+        np.testing.assert_allclose(back_t, back, rtol=1e-13, atol=1e-14)
 
 
 # ------------------------------------------------------------------------- PyTorch parity
@@ -155,7 +177,7 @@ def same_pads(layer, shape):
     (1, 1, "valid", 1, "sigmoid"),
 ])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_conv2d_matches_torch(kernel, strides, padding, dilation, activation, dtype):
+def test_conv2d_matches_torch(kernel, strides, padding, dilation, activation, dtype, layout):
     torch = pytest.importorskip("torch")
     x = rand(3, 11, 10, 4).astype(dtype)
     layer = layers.Conv2D(6, kernel, strides=strides, padding=padding, dilation_rate=dilation,
@@ -178,7 +200,7 @@ def test_conv2d_matches_torch(kernel, strides, padding, dilation, activation, dt
 
 @pytest.mark.parametrize("kernel,strides,padding,dilation", [(3, 1, "valid", 1), (3, 2, "same", 1),
                                                              (3, 1, "causal", 2), (5, 1, "same", 2)])
-def test_conv1d_matches_torch(kernel, strides, padding, dilation):
+def test_conv1d_matches_torch(kernel, strides, padding, dilation, layout):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
     x = rand(3, 17, 4)
@@ -291,14 +313,16 @@ def test_accumulate_grads_and_no_input_grad():
         np.testing.assert_allclose(a, 2 * b, rtol=1e-12)
 
 
-@pytest.mark.parametrize("make", [lambda: layers.Conv2D(8, 3, padding="same", activation="relu"),
-                                  lambda: layers.Conv1D(8, 3, strides=2),
+# shapes well above the kernels' per-thread work grain (~1M multiply-adds), so 2 and 3 threads
+# really split the batch
+@pytest.mark.parametrize("make", [lambda: layers.Conv2D(16, 3, padding="same", activation="relu"),
+                                  lambda: layers.Conv1D(32, 5, strides=2),
                                   lambda: layers.DepthwiseConv2D(3, depth_multiplier=2)])
-def test_results_do_not_depend_on_thread_count(make, monkeypatch):
-    monkeypatch.setattr("cydnn.layers.convolutional._CHUNK_BYTES", 4096)   # several chunks per group
+def test_results_do_not_depend_on_thread_count(make, monkeypatch, layout):
+    monkeypatch.setattr("cydnn.layers.convolutional._CHUNK_BYTES", 64 * 1024)   # several chunks per group
     layer = make()
-    x = rand(13, 9, 9, 3).astype(np.float32) if not isinstance(layer, layers.Conv1D) else \
-        rand(13, 20, 3).astype(np.float32)
+    x = rand(13, 20, 20, 8).astype(np.float32) if not isinstance(layer, layers.Conv1D) else \
+        rand(13, 200, 16).astype(np.float32)
     r = None
     results = []
     before = cydnn.get_num_threads()

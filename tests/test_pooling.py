@@ -185,7 +185,7 @@ def test_aliases_defaults_and_config():
 
 
 def test_pooling_results_do_not_depend_on_thread_count():
-    x = rand(9, 8, 8, 4).astype(np.float32)
+    x = rand(9, 32, 32, 16).astype(np.float32)   # above the kernels' per-thread work grain
     out = []
     for n in (1, 2):
         cydnn.set_num_threads(n)
