@@ -25,6 +25,22 @@ cdef enum:
     DOT = 0
     ADDITIVE = 1
 
+# Below this many values per thread, waking another thread costs more than it saves (and on a
+# busy machine a parallel region waits for every thread to be scheduled): small problems run
+# on one thread. The results do not depend on it either way.
+cdef enum:
+    GRAIN = 32768
+
+
+cdef inline int threads_for(Py_ssize_t work, int n_threads, Py_ssize_t most) noexcept nogil:
+    """How many threads to use for ``work`` values split into at most ``most`` parts."""
+    cdef Py_ssize_t t = work // GRAIN
+    if t > n_threads:
+        t = n_threads
+    if t > most:
+        t = most
+    return <int>(t if t > 1 else 1)
+
 cdef extern from *:
     """
     #include <math.h>
@@ -168,7 +184,10 @@ def attention_forward(const floating[:, :, ::1] q,       # IN  (B, Tq, D) querie
     cdef const floating* p
     if nb == 0 or tq == 0:
         return
-    for b in prange(nb, nogil=True, schedule="static", num_threads=max(1, min(n_threads, nb))):
+    # work per batch element: the scores (times d for the additive tanh) and the weighted sum
+    for b in prange(nb, nogil=True, schedule="static",
+                    num_threads=threads_for(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv),
+                                            n_threads, nb)):
         if mode == DOT:
             gemm(False, True, tq, tv, d, <floating>1, &q[b, 0, 0], d, &k[b, 0, 0], d,
                  <floating>0, &scores[b, 0, 0], tv)
@@ -246,7 +265,9 @@ def attention_backward(const floating[:, :, ::1] q,       # IN  (B, Tq, D)
     cdef const floating* p
     if nb == 0:
         return
-    for b in prange(nb, nogil=True, schedule="static", num_threads=max(1, min(n_threads, nb))):
+    for b in prange(nb, nogil=True, schedule="static",
+                    num_threads=threads_for(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv_),
+                                            n_threads, nb)):
         g = &ds[b, 0, 0]
         a = &attn[b, 0, 0]
         p = &dropped[b, 0, 0] if has_drop else a

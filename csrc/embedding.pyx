@@ -12,6 +12,22 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from _blas cimport block_start
 
+# Below this many values per thread, waking another thread costs more than it saves (and on a
+# busy machine a parallel region waits for every thread to be scheduled): small lookups run on
+# one thread. The results do not depend on it either way.
+cdef enum:
+    GRAIN = 32768
+
+
+cdef inline int threads_for(Py_ssize_t work, int n_threads, Py_ssize_t most) noexcept nogil:
+    """How many threads to use for ``work`` values split into at most ``most`` parts."""
+    cdef Py_ssize_t t = work // GRAIN
+    if t > n_threads:
+        t = n_threads
+    if t > most:
+        t = most
+    return <int>(t if t > 1 else 1)
+
 
 def embedding_forward(const int64_t[::1] ids,       # IN  (n,) row indices, trusted in [0, V)
                       const floating[:, ::1] w,     # IN  (V, D) embedding matrix
@@ -22,7 +38,7 @@ def embedding_forward(const int64_t[::1] ids,       # IN  (n,) row indices, trus
     cdef size_t row_bytes = d * sizeof(floating)
     if n == 0 or d == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=max(1, min(n_threads, n))):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * d, n_threads, n)):
         memcpy(&out[i, 0], &w[ids[i], 0], row_bytes)
 
 
@@ -36,7 +52,7 @@ def embedding_backward(const int64_t[::1] ids,      # IN  (n,) the forward's row
     if v == 0 or d == 0:
         return
     if not accumulate:  # zero the whole gradient: rows never looked up get 0
-        nb = max(1, min(n_threads, <int>v))
+        nb = threads_for(v * d, n_threads, v)
         for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
             c0 = block_start(<int>v, nb, t)
             c1 = block_start(<int>v, nb, t + 1)
@@ -45,7 +61,7 @@ def embedding_backward(const int64_t[::1] ids,      # IN  (n,) the forward's row
         return
     # gradient with respect to the embedding matrix: blocks of >= 8 features per thread (a block
     # narrower than a cache line would have the threads fight over the same lines)
-    nb = max(1, min(n_threads, <int>(d // 8)))
+    nb = threads_for(n * d, n_threads, d // 8)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         c0 = block_start(<int>d, nb, t)
         c1 = block_start(<int>d, nb, t + 1)

@@ -179,17 +179,21 @@ def test_dropout_gradients_with_a_fixed_mask():
     check_layer_gradients(layer, [q, v, k], forward_fn=forward)
 
 
-def test_results_do_not_depend_on_the_thread_count():
-    q, v, k = (a.astype(np.float32) for a in _data(b=7, tq=5, tv=6, d=8))
+@pytest.mark.parametrize("cls", [layers.Attention, layers.AdditiveAttention])
+def test_results_do_not_depend_on_the_thread_count(cls):
+    # large enough that the kernels use every thread they are given (they keep small problems
+    # on one thread): 8 x 32 x (32 x 64 + 64) values of work
+    q, v, k = (a.astype(np.float32) for a in _data(b=8, tq=32, tv=32, d=64))
+    dy = np.random.default_rng(5).standard_normal((8, 32, 64)).astype(np.float32)
     results = []
     for n in (1, 2, 3):
         cydnn.set_num_threads(n)
-        layer = layers.AdditiveAttention(dtype="float32")
+        layer = cls(use_scale=True, dtype="float32")
         layer([q, v, k])
-        layer.set_weights([np.linspace(-1, 1, 8)])
+        layer.set_weights([np.linspace(0.5, 1.5, w.size).reshape(w.shape) for w in layer.weights])
         out = layer.forward([q, v, k], training=True)
-        dx = layer.backward(np.ones_like(out))
-        results.append([out.copy()] + [d.copy() for d in dx] + [layer.grads[0].copy()])
+        dx = layer.backward(dy)
+        results.append([out.copy()] + [d.copy() for d in dx] + [g.copy() for g in layer.grads])
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

@@ -92,9 +92,9 @@ def test_matches_torch_embedding_forward_and_gradient():
 
 def test_scatter_add_does_not_depend_on_the_thread_count():
     rng = np.random.default_rng(2)
-    ids = rng.integers(0, 20, (16, 50))
+    ids = rng.integers(0, 20, (64, 50))  # 64 x 50 x 40 values: enough work for every thread
     ids[:, 30:] = 0  # skewed: padding everywhere
-    dy = rng.standard_normal((16, 50, 40)).astype(np.float32)
+    dy = rng.standard_normal((64, 50, 40)).astype(np.float32)
     results = []
     for n in (1, 2, 3, 5):
         cydnn.set_num_threads(n)
