@@ -216,7 +216,7 @@ class Network:
     def _check_new_shapes(self, shapes):
         key = tuple(tuple(s[1:]) for s in shapes)
         if key not in self._seen_shapes:
-            self._check_input_shapes([(None,) + tuple(s[1:]) for s in shapes])
+            self._check_input_shapes([tuple(s) for s in shapes])  # real batch size, for the messages
             self._seen_shapes.add(key)
 
     def _standardize_y(self, y, xs, who):

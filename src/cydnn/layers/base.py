@@ -177,6 +177,7 @@ class Layer:
         if x.ndim == 0:
             raise ValueError(f"{describe(self)}: expected input with a batch axis, received a scalar")
         if not self.built:
+            self.validate_input_shape(x.shape)  # reports the real batch size; ensure_built sees None
             self.ensure_built(x.shape)
         else:
             self.check_input(x)
