@@ -100,3 +100,17 @@ def check_layer_gradients(layer, x, training=True, eps=1e-6, rtol=1e-5, atol=1e-
             np.testing.assert_allclose(g, numeric_grad(loss, w, eps), rtol=rtol, atol=atol,
                                        err_msg=f"{layer.name}: gradient with respect to {name}")
     return dx, grads
+
+
+def subprocess_env(**overrides):
+    """Environment for a child Python that must import the same cydnn as this test process
+    (installed, or built in place in src/): its package directory goes first on PYTHONPATH.
+    An override of None unsets that variable."""
+    import os
+
+    import cydnn
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cydnn.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}

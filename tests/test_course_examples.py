@@ -10,6 +10,7 @@ import pytest
 from scipy.optimize import linprog
 
 import cydnn
+from helpers import subprocess_env
 from cydnn import layers
 
 X_BOOL = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
@@ -169,8 +170,7 @@ EXAMPLES = {
 @pytest.mark.parametrize("script", EXAMPLES)
 def test_example_runs_and_shows_its_point(script):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.path.join(root, "src")}
-    out = subprocess.run([sys.executable, os.path.join(root, "examples", script)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, os.path.join(root, "examples", script)], env=subprocess_env(), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for needle in EXAMPLES[script]:

@@ -9,6 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import cydnn
+from helpers import subprocess_env
 from cydnn import layers, optimizers
 
 
@@ -98,10 +99,7 @@ def test_scipy_blas_is_pinned_to_one_thread():
 
 
 def _in_subprocess(code, **env):
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
-    full_env = {**os.environ, "PYTHONPATH": os.path.abspath(src), **env}
-    full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset the variable
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(**env), capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
