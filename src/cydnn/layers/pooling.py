@@ -12,11 +12,12 @@ import numpy as np
 from .. import threads
 from .._kernels import pool as _pool
 from .._validation import describe
-from .convolutional import (SpatialLayer, _check_data_format, axis_padding, check_rank_channels, check_window_fits,
+from .base import Layer
+from .convolutional import (_check_data_format, axis_padding, check_rank_channels, check_window_fits,
                             conv_output_length, normalize_padding, normalize_tuple)
 
 
-class _Pooling(SpatialLayer):
+class _Pooling(Layer):
     rank = 2
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
@@ -130,7 +131,7 @@ AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
 
 
 # ------------------------------------------------------------------------------ global pooling
-class _GlobalPooling(SpatialLayer):
+class _GlobalPooling(Layer):
     rank = 2
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
