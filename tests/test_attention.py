@@ -353,7 +353,7 @@ def test_errors_name_the_layer_the_expectation_and_what_was_received():
     with pytest.raises(ValueError, match=r"expected score_mode 'dot' or 'concat', received score_mode='general'"):
         layers.Attention(score_mode="general")
     with pytest.raises(ValueError, match=r"AttentionPooling 'pool': expected input of rank 3 \(batch, time, "
-                                         r"features\) with known features, received shape \(None, 4\)"):
+                                         r"features\) with known features, received shape \(2, 4\)"):
         layers.AttentionPooling(name="pool")(np.zeros((2, 4)))
 
 
@@ -363,3 +363,25 @@ def test_config_round_trip():
                   layers.AttentionPooling(units=8, activation="relu")):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
+
+
+def test_masks_flow_through_a_functional_model_with_self_attention():
+    """Embedding(mask_zero) -> LSTM(return_sequences) -> Attention([seq, seq]) -> AttentionPooling:
+    the padding mask reaches both attention layers, so padding changes no prediction, and the
+    model trains."""
+    cydnn.set_random_seed(0)
+    inputs = cydnn.Input(shape=(None,))
+    seq = layers.LSTM(6, return_sequences=True)(layers.Embedding(10, 4, mask_zero=True)(inputs))
+    attended = layers.Attention(use_scale=True)([seq, seq])
+    outputs = layers.Dense(1, activation="sigmoid")(layers.AttentionPooling(units=4)(attended))
+    model = cydnn.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    ids = np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [6, 7, 8, 9, 1], [2, 0, 0, 0, 0]])
+    history = model.fit(np.tile(ids, (8, 1)), np.tile([1, 0, 1, 0], 8), epochs=3, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    full = model.predict(ids)
+    np.testing.assert_allclose(model.predict(ids[:2, :3]), full[:2], rtol=1e-6)
+    np.testing.assert_allclose(model.predict(np.pad(ids, ((0, 0), (0, 4)))), full, rtol=1e-6)
+    pool = next(layer for layer in model.layers if isinstance(layer, layers.AttentionPooling))
+    model.predict(ids)
+    np.testing.assert_array_equal(pool.last_attention_scores[1, 2:], 0)

@@ -217,7 +217,7 @@ def test_masking_in_a_model_passes_the_mask_to_attention_pooling():
 
 def test_masking_errors_and_config():
     with pytest.raises(ValueError, match=r"Masking 'mk': expected input of rank 3 \(batch, time, features\), "
-                                         r"received shape \(None, 4\)"):
+                                         r"received shape \(2, 4\)"):
         layers.Masking(name="mk")(np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"expected mask_value to be a number, received mask_value='x'"):
         layers.Masking(mask_value="x")

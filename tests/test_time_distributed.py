@@ -76,7 +76,7 @@ def test_errors():
         layers.TimeDistributed(3)
     td = layers.TimeDistributed(layers.Dense(2), name="td")
     with pytest.raises(ValueError, match=r"TimeDistributed 'td': expected input of rank >= 3 \(batch, time, \.\.\.\), "
-                                         r"received shape \(None, 4\)"):
+                                         r"received shape \(2, 4\)"):
         td(np.zeros((2, 4)))
     td(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"Dense 'dense.*': expected input with last dimension 4, received shape"):
