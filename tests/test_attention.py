@@ -252,11 +252,11 @@ def test_additive_attention_matches_torch_gradients():
 
 
 # ---------------------------------------------------------------- AttentionPooling
-@pytest.mark.parametrize("units", [None, 4])
-def test_attention_pooling_gradients(units):
+@pytest.mark.parametrize("units, activation", [(None, "tanh"), (4, "tanh"), (4, "sigmoid")])
+def test_attention_pooling_gradients(units, activation):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 5, 6))
-    layer = layers.AttentionPooling(units=units, query_initializer="glorot_uniform",
+    layer = layers.AttentionPooling(units=units, activation=activation, query_initializer="glorot_uniform",
                                     bias_initializer="random_normal")
     dx, grads = check_layer_gradients(layer, x)
     assert [g.shape for g in grads] == ([(6,)] if units is None else [(6, 4), (4,), (4,)])
