@@ -238,15 +238,6 @@ cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py
             z[r * n + j] += b[j]
 
 
-cdef inline void transpose_add_bias(const floating* zt, Py_ssize_t ld, floating* z, const floating* b,
-                                    Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
-    """z[r, j] := zt[j, r] (+ b[j]) for r < rows, j < n; zt rows are ld apart."""
-    cdef Py_ssize_t r, j
-    for r in range(rows):
-        for j in range(n):
-            z[r * n + j] = zt[j * ld + r] + (b[j] if b != NULL else 0)
-
-
 cdef inline void column_sums(const floating* a, floating* s, Py_ssize_t r0, Py_ssize_t r1,
                              Py_ssize_t n, bint add) noexcept nogil:
     """s[j] (+)= sum over rows r0..r1 of a[r, j], in row order."""
@@ -281,7 +272,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                    const floating[::1] b,            # IN  (f,) or None
                    floating[:, :, :, ::1] z,         # OUT (n, oh, ow, f) pre-activation
                    floating[:, :, :, ::1] y,         # OUT (n, oh, ow, f) activation; may be z when linear
-                   floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*(kh*kw*c + f))
+                   floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*kh*kw*c)
                    int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int chunk,
                    int n_groups, bint transposed, int act, double alpha, int n_threads):
     """z := conv(x, W) + b;  y := f(z). Padding beyond (pt, pl) is implied by the output size.
@@ -303,7 +294,6 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
     cdef Py_ssize_t r0, rows
     cdef const floating* a
     cdef floating* cbuf
-    cdef floating* zt
     cdef floating* zp = &z[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef const floating* bp = &b[0] if has_bias else NULL
@@ -321,13 +311,13 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                 r0 = img * ohw
                 rows = cnt * ohw
                 if transposed and not pointwise:
-                    # zT (f, rows) = W^T @ patches (kdim, rows), then transposed into z with the bias
+                    # z (rows, f) = patches^T @ W, sgemm reading the (kdim, rows) patches transposed
                     for q in range(cnt):
                         im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
-                    zt = cbuf + rows * kdim
-                    gemm(True, False, f, <int>rows, kdim, <floating>1, &w[0, 0], f, cbuf, <int>rows,
-                         <floating>0, zt, <int>rows)
-                    transpose_add_bias(zt, rows, zp + r0 * f, bp, rows, f)
+                    gemm(True, False, <int>rows, f, kdim, <floating>1, cbuf, <int>rows, &w[0, 0], f,
+                         <floating>0, zp + r0 * f, f)
+                    if has_bias:
+                        add_bias_rows(zp, bp, r0, r0 + rows, f)
                 else:
                     if pointwise:
                         a = &x[img, 0, 0, 0]
