@@ -93,3 +93,24 @@ def test_config_round_trip():
     clone = layers.TimeDistributed.from_config(config)
     assert clone.get_config() == config
     assert clone.layer.units == 4
+
+
+def test_per_step_softmax_classification_with_sparse_or_one_hot_labels():
+    """A (batch, time, classes) softmax output: the cross-entropy is the mean over every
+    (sample, step) row, as Keras computes it, for integer (batch, time) labels and one-hot
+    (batch, time, classes) labels alike, and a per-step classifier learns."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 5, 2)).astype(np.float32)
+    labels = (x[:, :, 0] > 0.5).astype(int) + (x[:, :, 1] > 0.5)
+    one_hot = np.eye(3)[labels]
+    for loss, y in (("sparse_categorical_crossentropy", labels), ("categorical_crossentropy", one_hot)):
+        cydnn.set_random_seed(0)
+        model = cydnn.Sequential([layers.InputLayer(shape=(5, 2)),
+                                  layers.TimeDistributed(layers.Dense(16, activation="relu")),
+                                  layers.TimeDistributed(layers.Dense(3, activation="softmax"))])
+        model.compile(optimizer=cydnn.optimizers.Adam(0.02), loss=loss, metrics=["accuracy"])
+        p = model.predict(x).astype(np.float64)
+        expected = -np.mean(np.log(np.take_along_axis(p, labels[..., None], axis=-1)))
+        np.testing.assert_allclose(model.evaluate(x, y)[0], expected, rtol=1e-5)
+        history = model.fit(x, y, epochs=100, batch_size=16, verbose=0)
+        assert history.history["accuracy"][-1] >= 0.95, (loss, history.history["accuracy"][-1])

@@ -151,6 +151,21 @@ class CategoricalCrossentropy(Loss):
     def logits_code(self, activation_name):
         return CCE_LOGITS if (activation_name == "softmax" and not self.from_logits) else None
 
+    def compute(self, y_true, y_pred, sample_weight, grad, code=None):
+        # the softmax runs over the last axis: one row per sample, or per (sample, step) of a
+        # sequence output (batch, time, classes); the mean is over all rows, as in Keras
+        return _rows_over_last_axis(super().compute, y_true, y_pred, sample_weight, grad, code)
+
+
+def _rows_over_last_axis(compute, y_true, y_pred, sample_weight, grad, code):
+    if y_pred.ndim == 2:
+        return compute(y_true, y_pred, sample_weight, grad, code)
+    p2 = y_pred.reshape(-1, y_pred.shape[-1])
+    if sample_weight is not None and sample_weight.shape[0] != p2.shape[0]:
+        sample_weight = np.repeat(sample_weight, p2.shape[0] // sample_weight.shape[0])
+    return compute(y_true.reshape(p2.shape), p2, sample_weight, None if grad is None else grad.reshape(p2.shape),
+                   code)
+
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Categorical cross-entropy with integer class labels, shape (batch,) or (batch, 1)."""
@@ -169,7 +184,9 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         if y.size != rows:
             raise ValueError(f"{self._who()}: expected {rows} labels (shape {tuple(pred_shape[:-1])}) for model output "
                              f"of shape {tuple(pred_shape)}, received labels of shape {y.shape}")
-        y = np.ascontiguousarray(y.reshape(-1), dtype=np.intp)
+        # one label per output row, shaped like the output without its class axis (so a model
+        # can batch the labels of sequence outputs (batch, time, classes) by sample)
+        y = np.ascontiguousarray(y.reshape(tuple(pred_shape[:-1])), dtype=np.intp)
         if y.size and (y.min() < 0 or y.max() >= n_classes):
             bad = y[(y < 0) | (y >= n_classes)][0]
             raise ValueError(f"{self._who()}: expected labels in [0, {n_classes}) for {n_classes} output classes, "
@@ -183,7 +200,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             sample_weight = np.repeat(sample_weight, p2.shape[0] // sample_weight.shape[0])
         rows = self._buffer("rows", (p2.shape[0],))
         c = self.kernel_code() if code is None else code
-        return _k.loss_sparse(c, y_true, p2, sample_weight, g2, rows, threads.get_num_threads())
+        return _k.loss_sparse(c, y_true.reshape(-1), p2, sample_weight, g2, rows, threads.get_num_threads())
 
 
 mean_squared_error = mse = MeanSquaredError
