@@ -36,6 +36,14 @@ def test_gradient_check_conv_on_frames():
     assert dx.shape == x.shape and grads[0].shape == (3, 3, 2, 3)
 
 
+def test_gradient_check_lstm_on_sub_sequences():
+    # (batch, time, sub-steps, features): an LSTM summarises each time step's sub-sequence
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 2))
+    td = layers.TimeDistributed(layers.LSTM(3))
+    dx, grads = check_layer_gradients(td, x)
+    assert td(x).shape == (2, 3, 3) and len(grads) == 3
+
+
 def test_flags_reach_the_wrapped_layer():
     inner = layers.Dense(2, trainable=False)
     td = layers.TimeDistributed(inner)
