@@ -196,11 +196,11 @@ class _BaseDenseAttention(Layer):
                                      scores, attn, dropped, out, work, threads.get_num_threads())
         if qmask is not None:
             out *= qmask[:, :, None]
-        self._saved = (q, k, v, len(xs) == 3, qmask, drop, dropped, self.return_attention_scores)
+        self._saved = (q, k, v, len(xs) == 3, qmask, drop, dropped)
         return [out, attn] if self.return_attention_scores else out
 
     def backward(self, dy):
-        q, k, v, key_given, qmask, drop, dropped, returned_scores = self._saved
+        q, k, v, key_given, qmask, drop, dropped = self._saved
         dattn = None
         if isinstance(dy, (list, tuple)):
             dy, dattn = dy[0], (dy[1] if len(dy) > 1 else None)
