@@ -137,6 +137,16 @@ def test_wrong_rank_after_build():
         layer(np.zeros((2, 5, 1), dtype=int))
 
 
+def test_a_vocabulary_beyond_float32_integers_warns():
+    layer = layers.Embedding(2 ** 24 + 10, 1, embeddings_initializer="zeros", name="big")
+    with pytest.warns(UserWarning, match=r"Embedding 'big': input_dim=16777226 exceeds 2\*\*24"):
+        layer.ensure_built((None, 3))
+    ids = np.array([[2 ** 24 + 1, 0, 5]])  # integer ids are used as they are
+    layer.forward(ids)
+    layer.backward(np.ones((1, 3, 1), dtype=np.float32))
+    assert layer.grads[0][2 ** 24 + 1, 0] == 1 and layer.grads[0][2 ** 24, 0] == 0
+
+
 def test_bad_hyperparameters():
     with pytest.raises(ValueError, match=r"expected input_dim to be a positive int, received input_dim=0"):
         layers.Embedding(0, 3)

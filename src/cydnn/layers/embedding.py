@@ -1,4 +1,6 @@
 """Sequence input layers: Embedding (integer ids -> dense vectors) and Masking."""
+import warnings
+
 import numpy as np
 
 from .. import initializers, regularizers, threads
@@ -51,6 +53,10 @@ class Embedding(Layer):
         self.need_input_grad = False  # ids have no gradient
 
     def build(self, input_shape):
+        if self.dtype == np.float32 and self.input_dim > 2 ** 24:
+            warnings.warn(f"{describe(self)}: input_dim={self.input_dim} exceeds 2**24: ids above 16777216 are not "
+                          f"exact once a float32 model converts its inputs; call the layer on integer arrays or use "
+                          f"dtype='float64'", stacklevel=3)
         self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
                         self.embeddings_regularizer)
 
