@@ -13,9 +13,11 @@
 # threaded gemms on its own elements. Gradients of the shared score parameters are written per
 # batch element and summed over the batch afterwards in batch order, so no result depends on
 # the thread count. The additive backward recomputes the tanh instead of keeping the
-# (batch, Tq, Tv, D) tensor; in float32 the tanh is a rational approximation that vectorizes
-# (libm's tanh was 7x slower than PyTorch on the whole step), its inner loops are elementwise
-# over the features, and w is always given (ones when the layer has no feature weights).
+# (batch, Tq, Tv, D) tensor. The loops over features and steps are C with restrict pointers
+# (below), and in float32 the tanh and the softmax's exp are approximations that vectorize
+# (tanh |error| < 4e-7, exp within 2 ulp): libm's, one element at a time, made the additive
+# step 7x slower than PyTorch and was half of the dot-product forward. w is always given
+# (ones when the layer has no feature weights). float64 (gradient checks) uses libm.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport tanh
