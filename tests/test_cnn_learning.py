@@ -56,3 +56,24 @@ def test_conv1d_network_learns_digit_rows_as_signals():
                   metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=32, epochs=30, verbose=0)
     assert model.evaluate(x_test, y_test, verbose=0)[1] >= 0.96
+
+
+def test_conv_output_layer_with_softmax_trains_per_position():
+    # a convolution as the output layer: softmax over its filters at every position, trained with
+    # sparse cross-entropy on one label per step (the loss works on the conv's logits and calls
+    # its backward_preactivation)
+    cydnn.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 12, 2)).astype(np.float32)
+    y = (x[..., 0] > x[..., 1]).astype(np.int64)
+    model = cydnn.Sequential([layers.InputLayer(shape=(12, 2)),
+                              layers.Conv1D(8, 3, padding="same", activation="relu"),
+                              layers.Conv1D(2, 1, activation="softmax")])
+    model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=40, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.1 * history.history["loss"][0]
+    assert model.evaluate(x, y, verbose=0)[1] >= 0.97
+    probs = model.predict(x[:3], verbose=0)
+    assert probs.shape == (3, 12, 2)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
