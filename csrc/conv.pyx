@@ -511,6 +511,7 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, 
     cdef floating* dxp
     cdef floating* dkp
     cdef floating* dbp
+    cdef floating* tap
     cdef floating s
     if n == 0 or ohw == 0 or ng == 0:
         return
@@ -547,11 +548,22 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, 
                                     continue
                                 xp = &x[img, ih, iw, 0]
                                 kp = &k[i, j, 0, 0]
+                                tap = dkp + (i * kw + j) * cm
+                                if m == 1:
+                                    # one filter per channel: plain loops over channels (vectorised)
+                                    if want_dk:
+                                        for ci in range(c):
+                                            tap[ci] += xp[ci] * g[ci]
+                                    if want_dx:
+                                        dxp = &dx[img, ih, iw, 0]
+                                        for ci in range(c):
+                                            dxp[ci] += g[ci] * kp[ci]
+                                    continue
                                 # gradient with respect to the kernel tap (i, j)
                                 if want_dk:
                                     for ci in range(c):
                                         for mj in range(m):
-                                            dkp[(i * kw + j) * cm + ci * m + mj] += xp[ci] * g[ci * m + mj]
+                                            tap[ci * m + mj] += xp[ci] * g[ci * m + mj]
                                 # gradient with respect to the input cell (ih, iw)
                                 if want_dx:
                                     dxp = &dx[img, ih, iw, 0]
