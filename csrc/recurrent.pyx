@@ -47,16 +47,23 @@ cdef extern from *:
     #define CYDNN_CLONES
     #endif
 
+    /* The cell kernels below are written branch-free so they vectorise: selects (a ? b : c) on
+       floats are only if-converted without trapping-math, so that is off for them alone. */
+    #pragma GCC push_options
+    #pragma GCC optimize ("no-trapping-math")
+
     /* e^x for float, Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial,
-       2^n by building the exponent bits. Clamped to +-87 so 2^n stays a normal float. Branch-free
-       so the loops that call it vectorise. */
+       2^n by building the exponent bits. n is rounded by adding 1.5 * 2^23 (its low mantissa bits
+       then hold n), which vectorises where a float-to-int conversion does not. Clamped to +-87
+       so 2^n stays a normal float. */
     static inline float cydnn_expf(float x) {
         x = x < 87.0f ? x : 87.0f;
         x = x > -87.0f ? x : -87.0f;
-        float fx = x * 1.44269504088896341f + 0.5f;
-        int n = (int)fx;
-        n -= (fx < (float)n);                    /* floor for negative fx */
-        float fn = (float)n;
+        float t = x * 1.44269504088896341f + 12582912.0f;
+        int ti;
+        memcpy(&ti, &t, sizeof ti);
+        int n = ti - 0x4B400000;                 /* the bits of 12582912.0f */
+        float fn = t - 12582912.0f;
         x = x - fn * 0.693359375f;               /* ln2 in two parts, exact product first */
         x = x + fn * 2.12194440e-4f;
         float y = 1.9875691500e-4f;
@@ -86,83 +93,116 @@ cdef extern from *:
     }
 
     /* LSTM step on nr rows (sigmoid gates, tanh): z (nr x 4u) pre-activations i, f, c~, o;
-       a := (i, f, g, o); c := f * cp + i * g; t := tanh(c); h := o * t. */
-    CYDNN_CLONES static void cydnn_lstm_forward_rows_f(int nr, int u, const float* restrict z,
-            float* restrict a, const float* restrict cp, float* restrict c, float* restrict t,
-            float* restrict h) {
+       a := (i, f, g, o); c := f * cp + i * g; t := tanh(c); h := o * t. Each gate's slice of a row
+       has its own restrict pointer: without that the slices of one array might overlap, and gcc
+       keeps a scalar fallback that it picks at run time. */
+    static inline void cydnn_lstm_forward_row_f(int u, const float* restrict zi,
+            const float* restrict zf, const float* restrict zg, const float* restrict zo,
+            float* restrict ai, float* restrict af, float* restrict ag, float* restrict ao,
+            const float* restrict cp, float* restrict c, float* restrict t, float* restrict h) {
+        for (int j = 0; j < u; j++) {
+            float ig = cydnn_sigmoidf(zi[j]);
+            float fg = cydnn_sigmoidf(zf[j]);
+            float gg = cydnn_tanhf(zg[j]);
+            float og = cydnn_sigmoidf(zo[j]);
+            float cc = fg * cp[j] + ig * gg;
+            float tt = cydnn_tanhf(cc);
+            ai[j] = ig; af[j] = fg; ag[j] = gg; ao[j] = og;
+            c[j] = cc; t[j] = tt; h[j] = og * tt;
+        }
+    }
+
+    CYDNN_CLONES static void cydnn_lstm_forward_rows_f(int nr, int u, const float* z, float* a,
+            const float* cp, float* c, float* t, float* h) {
         for (int r = 0; r < nr; r++) {
             const float* zr = z + (size_t)r * 4 * u;
             float* ar = a + (size_t)r * 4 * u;
             size_t o = (size_t)r * u;
-            for (int j = 0; j < u; j++) {
-                float ig = cydnn_sigmoidf(zr[j]);
-                float fg = cydnn_sigmoidf(zr[u + j]);
-                float gg = cydnn_tanhf(zr[2 * u + j]);
-                float og = cydnn_sigmoidf(zr[3 * u + j]);
-                float cc = fg * cp[o + j] + ig * gg;
-                float tt = cydnn_tanhf(cc);
-                ar[j] = ig; ar[u + j] = fg; ar[2 * u + j] = gg; ar[3 * u + j] = og;
-                c[o + j] = cc; t[o + j] = tt; h[o + j] = og * tt;
-            }
+            cydnn_lstm_forward_row_f(u, zr, zr + u, zr + 2 * u, zr + 3 * u, ar, ar + u, ar + 2 * u,
+                                     ar + 3 * u, cp + o, c + o, t + o, h + o);
         }
     }
 
     /* LSTM gate gradients for one row: g = dL/dh, dc = dL/dc from the next step (in) and
        dL/dc_prev (out); dz (4u) := dL/d(pre-activations). */
-    CYDNN_CLONES static void cydnn_lstm_backward_row_f(int u, const float* restrict a,
+    static inline void cydnn_lstm_backward_gates_f(int u, const float* restrict ai,
+            const float* restrict af, const float* restrict ag, const float* restrict ao,
             const float* restrict cp, const float* restrict t, const float* restrict g,
-            float* restrict dc, float* restrict dz) {
+            float* restrict dc, float* restrict dzi, float* restrict dzf, float* restrict dzg,
+            float* restrict dzo) {
         for (int j = 0; j < u; j++) {
-            float ig = a[j], fg = a[u + j], gg = a[2 * u + j], og = a[3 * u + j], tt = t[j];
+            float ig = ai[j], fg = af[j], gg = ag[j], og = ao[j], tt = t[j];
             float dct = dc[j] + g[j] * og * (1.0f - tt * tt);   /* through h = o * tanh(c) */
-            dz[j] = dct * gg * ig * (1.0f - ig);                /* input gate */
-            dz[u + j] = dct * cp[j] * fg * (1.0f - fg);         /* forget gate */
-            dz[2 * u + j] = dct * ig * (1.0f - gg * gg);        /* candidate */
-            dz[3 * u + j] = g[j] * tt * og * (1.0f - og);       /* output gate */
+            dzi[j] = dct * gg * ig * (1.0f - ig);               /* input gate */
+            dzf[j] = dct * cp[j] * fg * (1.0f - fg);            /* forget gate */
+            dzg[j] = dct * ig * (1.0f - gg * gg);               /* candidate */
+            dzo[j] = g[j] * tt * og * (1.0f - og);              /* output gate */
             dc[j] = dct * fg;                                   /* to c_prev */
         }
     }
 
-    /* GRU step (reset_after) on nr rows: z (nr x 3u) holds x @ kernel + input bias and becomes
-       the pre-activations; rec (nr x 3u) = h_prev @ recurrent_kernel; brec (3u) recurrent bias.
+    CYDNN_CLONES static void cydnn_lstm_backward_row_f(int u, const float* a, const float* cp,
+            const float* t, const float* g, float* dc, float* dz) {
+        cydnn_lstm_backward_gates_f(u, a, a + u, a + 2 * u, a + 3 * u, cp, t, g, dc, dz, dz + u,
+                                    dz + 2 * u, dz + 3 * u);
+    }
+
+    /* GRU step (reset_after) on one row: zx (3u) holds x @ kernel + input bias and becomes the
+       pre-activations; rec (3u) = h_prev @ recurrent_kernel; brec (3u) recurrent bias.
        zg = sigmoid, r = sigmoid, hh = tanh(x_h + r * (rec_h + brec_h)); h = zg * hp + (1-zg) * hh. */
-    CYDNN_CLONES static void cydnn_gru_forward_rows_f(int nr, int u, float* restrict z,
-            const float* restrict rec, const float* restrict brec, float* restrict a,
+    static inline void cydnn_gru_forward_row_f(int u, float* restrict xz, float* restrict xr,
+            float* restrict xh, const float* restrict qz, const float* restrict qr,
+            const float* restrict qh, const float* restrict bz, const float* restrict br,
+            const float* restrict bh, float* restrict az, float* restrict ar, float* restrict ah,
             float* restrict rh, const float* restrict hp, float* restrict h) {
+        for (int j = 0; j < u; j++) {
+            float pz = xz[j] + qz[j] + bz[j];
+            float pr = xr[j] + qr[j] + br[j];
+            float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
+            float rhv = qh[j] + bh[j];
+            float ph = xh[j] + rg * rhv;
+            float hh = cydnn_tanhf(ph);
+            xz[j] = pz; xr[j] = pr; xh[j] = ph;
+            az[j] = zg; ar[j] = rg; ah[j] = hh;
+            rh[j] = rhv;
+            h[j] = zg * hp[j] + (1.0f - zg) * hh;
+        }
+    }
+
+    CYDNN_CLONES static void cydnn_gru_forward_rows_f(int nr, int u, float* z, const float* rec,
+            const float* brec, float* a, float* rh, const float* hp, float* h) {
         for (int r = 0; r < nr; r++) {
             float* zr = z + (size_t)r * 3 * u;
             float* ar = a + (size_t)r * 3 * u;
             const float* qr = rec + (size_t)r * 3 * u;
             size_t o = (size_t)r * u;
-            for (int j = 0; j < u; j++) {
-                float pz = zr[j] + qr[j] + brec[j];
-                float pr = zr[u + j] + qr[u + j] + brec[u + j];
-                float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
-                float rhv = qr[2 * u + j] + brec[2 * u + j];
-                float ph = zr[2 * u + j] + rg * rhv;
-                float hh = cydnn_tanhf(ph);
-                zr[j] = pz; zr[u + j] = pr; zr[2 * u + j] = ph;
-                ar[j] = zg; ar[u + j] = rg; ar[2 * u + j] = hh;
-                rh[o + j] = rhv;
-                h[o + j] = zg * hp[o + j] + (1.0f - zg) * hh;
-            }
+            cydnn_gru_forward_row_f(u, zr, zr + u, zr + 2 * u, qr, qr + u, qr + 2 * u, brec,
+                                    brec + u, brec + 2 * u, ar, ar + u, ar + 2 * u, rh + o, hp + o,
+                                    h + o);
         }
     }
 
     /* GRU gate gradients for one row: g = dL/dh. dr (3u) := dL/d(h_prev @ U + brec);
        dxh (u) := dL/d(x_h + input bias h); dhp (u) := the direct part g * zg of dL/dh_prev. */
-    CYDNN_CLONES static void cydnn_gru_backward_row_f(int u, const float* restrict a,
-            const float* restrict rh, const float* restrict hp, const float* restrict g,
-            float* restrict dr, float* restrict dxh, float* restrict dhp) {
+    static inline void cydnn_gru_backward_gates_f(int u, const float* restrict az,
+            const float* restrict ar, const float* restrict ah, const float* restrict rh,
+            const float* restrict hp, const float* restrict g, float* restrict drz,
+            float* restrict drr, float* restrict drh, float* restrict dxh, float* restrict dhp) {
         for (int j = 0; j < u; j++) {
-            float zg = a[j], rg = a[u + j], hh = a[2 * u + j];
+            float zg = az[j], rg = ar[j], hh = ah[j];
             float dph = g[j] * (1.0f - zg) * (1.0f - hh * hh);  /* candidate pre-activation */
-            dr[j] = g[j] * (hp[j] - hh) * zg * (1.0f - zg);     /* update gate */
-            dr[u + j] = dph * rh[j] * rg * (1.0f - rg);         /* reset gate */
-            dr[2 * u + j] = dph * rg;                           /* recurrent part of the candidate */
+            drz[j] = g[j] * (hp[j] - hh) * zg * (1.0f - zg);    /* update gate */
+            drr[j] = dph * rh[j] * rg * (1.0f - rg);            /* reset gate */
+            drh[j] = dph * rg;                                  /* recurrent part of the candidate */
             dxh[j] = dph;                                       /* input part of the candidate */
             dhp[j] = g[j] * zg;                                 /* h_prev through the update gate */
         }
+    }
+
+    CYDNN_CLONES static void cydnn_gru_backward_row_f(int u, const float* a, const float* rh,
+            const float* hp, const float* g, float* dr, float* dxh, float* dhp) {
+        cydnn_gru_backward_gates_f(u, a, a + u, a + 2 * u, rh, hp, g, dr, dr + u, dr + 2 * u, dxh,
+                                   dhp);
     }
 
     /* SimpleRNN step (tanh) on n values: h := tanh(z). */
@@ -175,6 +215,8 @@ cdef extern from *:
             const float* restrict g, float* restrict dz) {
         for (int j = 0; j < n; j++) dz[j] = g[j] * (1.0f - h[j] * h[j]);
     }
+
+    #pragma GCC pop_options
     """
     void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, const float* z, float* a,
         const float* cp, float* c, float* t, float* h) noexcept nogil
