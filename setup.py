@@ -53,7 +53,7 @@ class BuildExt(build_ext):
             sys.stderr.write(f"\n{bar}\n cydnn: the C compiler has no OpenMP support.\n"
                              f" The kernels are built SERIAL: training will use one core only.\n"
                              f" Install a compiler with OpenMP (gcc, or clang with libomp) and rebuild.\n{bar}\n\n")
-        flags = ["-O3", "-ffp-contract=fast", "-Wno-unused-function", "-Wno-unreachable-code"]
+        flags = ["-O3", "-ffp-contract=fast", "-fno-trapping-math", "-Wno-unused-function", "-Wno-unreachable-code"]
         if os.environ.get("CYDNN_NATIVE") == "1":
             flags.append("-march=native")
         for ext in self.extensions:
@@ -72,7 +72,8 @@ def extensions():
     for pyx in sorted(CSRC.glob("*.pyx")):
         if only and pyx.stem not in only:
             continue
-        exts.append(Extension(f"cydnn._kernels.{pyx.stem}", [str(pyx.relative_to(HERE))]))
+        exts.append(Extension(f"cydnn._kernels.{pyx.stem}", [str(pyx.relative_to(HERE))],
+                              include_dirs=[str(CSRC)], depends=[str(h) for h in CSRC.glob("*.h")]))
     return cythonize(
         exts,
         include_path=[str(CSRC)],
