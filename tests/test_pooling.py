@@ -227,3 +227,41 @@ def test_invalid_inputs():
     with pytest.raises(ValueError, match=r"MaxPooling1D 'm': expected input with 2 channels \(last axis\), "
                                          r"received shape \(1, 6, 3\)"):
         pool(np.zeros((1, 6, 3)))
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pool1d_matches_torch(kind, keepdims):
+    torch = pytest.importorskip("torch")
+    x = rand(3, 9, 4)
+    xt = torch.tensor(x, requires_grad=True)
+    layer = (layers.GlobalMaxPooling1D if kind == "max" else layers.GlobalAveragePooling1D)(
+        keepdims=keepdims, dtype="float64")
+    yt = xt.amax(dim=1, keepdim=keepdims) if kind == "max" else xt.mean(dim=1, keepdim=keepdims)
+    y = layer(x)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12)
+    dy = rand(*y.shape, seed=3)
+    layer.forward(x, training=True)
+    dx = layer.backward(dy)
+    (yt * torch.tensor(dy)).sum().backward()
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls,padding,shape,torch_pad", [
+    (layers.ZeroPadding2D, ((1, 2), (0, 3)), (2, 3, 4, 2), (0, 0, 0, 3, 1, 2)),
+    (layers.ZeroPadding1D, (2, 1), (2, 5, 3), (0, 0, 2, 1)),
+])
+def test_zero_padding_matches_torch(cls, padding, shape, torch_pad):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    x = rand(*shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = F.pad(xt, torch_pad)   # pads the last axes first: channels (none), then width, then height
+    layer = cls(padding, dtype="float64")
+    y = layer(x)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    dy = rand(*y.shape, seed=4)
+    layer.forward(x, training=True)
+    dx = layer.backward(dy)
+    (yt * torch.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
