@@ -34,7 +34,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, gemv
+from _blas cimport gemm, gemv, threads_for_work, GEMM_GRAIN
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
 
 cdef extern from *:
@@ -248,10 +248,11 @@ def fast_exp(floating x):
 
 
 # ------------------------------------------------------------------------------------ helpers
-cdef inline int n_row_blocks(int n, int n_threads) noexcept nogil:
-    """How many ROW_GRANULE-aligned blocks n rows are split into for n_threads threads."""
+cdef inline int n_row_blocks(int n, long long work, int n_threads) noexcept nogil:
+    """How many ROW_GRANULE-aligned blocks n rows are split into: one per thread, but at most one
+    per GEMM_GRAIN multiply-adds of ``work`` (a small problem stays on one thread)."""
     cdef int granules = (n + ROW_GRANULE - 1) // ROW_GRANULE
-    return max(1, min(n_threads, granules))
+    return threads_for_work(work, GEMM_GRAIN, granules, n_threads)
 
 
 cdef inline int row_block_start(int n, int nb, int i) noexcept nogil:
@@ -535,14 +536,14 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(rows, n_threads)
+    nb = n_row_blocks(rows, <long long>rows * nin * u, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(rows, nb, t)
         r1 = row_block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
                            &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)
@@ -618,7 +619,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef int[::1] first_on = _first_on_buffer(batch)
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)
@@ -664,7 +665,7 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     cdef floating* db2 = opt_ptr(dbias2)
     cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
     cdef floating beta = 1 if accumulate else 0
-    nb = max(n_row_blocks(rows, n_threads), n_row_blocks(max(nin, u), n_threads))
+    nb = n_row_blocks(max(rows, max(nin, u)), <long long>rows * width * (2 * nin + u), n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         # gradient with respect to the kernel and the recurrent kernel
         weight_grads(&xt[0, 0, 0], &hs[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, rows,
@@ -774,14 +775,14 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(rows, n_threads)
+    nb = n_row_blocks(rows, <long long>rows * nin * 4 * u, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(rows, nb, t)
         r1 = row_block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u,
                            bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)
@@ -883,7 +884,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef int[::1] first_on = _first_on_buffer(batch)
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)
@@ -995,14 +996,14 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
         brec = &zeros[0]
     else:
         brec = &bias[1, 0]
-    nb = n_row_blocks(rows, n_threads)
+    nb = n_row_blocks(rows, <long long>rows * nin * 3 * u, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(rows, nb, t)
         r1 = row_block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
                            bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)
@@ -1102,7 +1103,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     cdef int[::1] first_on = _first_on_buffer(batch)
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, n_threads)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         r0 = row_block_start(batch, nb, t)
         r1 = row_block_start(batch, nb, t + 1)

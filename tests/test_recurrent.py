@@ -416,10 +416,11 @@ def test_post_padding_mask_matches_torch_packed_sequences(kind):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5, 13, 30, 64])
 def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
+    """Large enough that every parallel region splits (batch >= 13) at 2 threads."""
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((batch, 6, 9)).astype(dtype)
-    mask = rng.random((batch, 6)) > 0.2 if batch % 2 else None
-    layer = make(kind, units=16, dtype=dtype, return_sequences=True, return_state=True)
+    x = rng.standard_normal((batch, 30, 9)).astype(dtype)
+    mask = rng.random((batch, 30)) > 0.2 if batch % 2 else None
+    layer = make(kind, units=64, dtype=dtype, return_sequences=True, return_state=True)
     layer(x)
     randomize(layer, rng, 0.3)
     dys = None
