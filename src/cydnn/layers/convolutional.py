@@ -10,7 +10,6 @@ where padding "valid" adds nothing, "same" adds pad_total = max((ceil(in / strid
 + (k - 1) * dilation + 1 - in, 0) with the extra cell on the bottom/right (as TensorFlow), "causal"
 (Conv1D) adds dilation * (k - 1) on the left, and explicit padding gives the cells per side.
 """
-import math
 
 import numpy as np
 
