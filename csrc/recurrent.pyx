@@ -530,9 +530,15 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = kernel.shape[1]
     cdef int rows = T * batch, nb, t, r0, r1
     cdef bint fast = approx and act == TANH
-    cdef const floating* bias_p = NULL if bias is None else &bias[0]
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef const floating* bias_p = NULL
+    if bias is not None:
+        bias_p = &bias[0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* keep_p = NULL
+    if keep is not None:
+        keep_p = &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
@@ -614,9 +620,19 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nb, t, r0, r1
     cdef bint fast = approx and act == TANH
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* dyseq_p = NULL
+    if dyseq is not None:
+        dyseq_p = &dyseq[0, 0, 0]
     cdef int[::1] first_on = _first_on_buffer(batch)
+    cdef const floating* dylast_p = NULL
+    cdef const floating* dhT_p = NULL
+    if dylast is not None:
+        dylast_p = &dylast[0, 0]
+    if dhT is not None:
+        dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
@@ -625,8 +641,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
         r1 = row_block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
-            start_backward(NULL if dylast is None else &dylast[0, 0],
-                           NULL if dhT is None else &dhT[0, 0], <floating*>NULL, mask_p,
+            start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
                            &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            <floating*>NULL, r0, r1)
             simple_rnn_backward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p,
@@ -656,9 +671,13 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
     cdef int u = hs.shape[2], rows = T * batch, nb, t, r0, r1, c0, c1
-    cdef const floating* dz2_p = NULL if dz2 is None else &dz2[0, 0, 0]
+    cdef const floating* dz2_p = NULL
+    if dz2 is not None:
+        dz2_p = &dz2[0, 0, 0]
     cdef int ld2 = 0 if dz2 is None else dz2.shape[2]
-    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef const floating* keep_p = NULL
+    if keep is not None:
+        keep_p = &keep[0, 0]
     cdef floating* dk = NULL if dkernel is None else &dkernel[0, 0]
     cdef floating* drk = NULL if drkernel is None else &drkernel[0, 0]
     cdef floating* db = opt_ptr(dbias)
@@ -769,9 +788,15 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int rows = T * batch, nb, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const floating* bias_p = NULL if bias is None else &bias[0]
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef const floating* bias_p = NULL
+    if bias is not None:
+        bias_p = &bias[0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* keep_p = NULL
+    if keep is not None:
+        keep_p = &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
@@ -879,9 +904,22 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nb, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* dyseq_p = NULL
+    if dyseq is not None:
+        dyseq_p = &dyseq[0, 0, 0]
+    cdef const floating* dcT_p = NULL
+    if dcT is not None:
+        dcT_p = &dcT[0, 0]
     cdef int[::1] first_on = _first_on_buffer(batch)
+    cdef const floating* dylast_p = NULL
+    cdef const floating* dhT_p = NULL
+    if dylast is not None:
+        dylast_p = &dylast[0, 0]
+    if dhT is not None:
+        dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
@@ -890,8 +928,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
         r1 = row_block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
-            start_backward(NULL if dylast is None else &dylast[0, 0],
-                           NULL if dhT is None else &dhT[0, 0], NULL if dcT is None else &dcT[0, 0],
+            start_backward(dylast_p, dhT_p, dcT_p,
                            mask_p, &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            &dc[0, 0], r0, r1)
             lstm_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
@@ -982,9 +1019,15 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int rows = T * batch, nb, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const floating* bias_p = NULL if bias is None else &bias[0, 0]
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* keep_p = NULL if keep is None else &keep[0, 0]
+    cdef const floating* bias_p = NULL
+    if bias is not None:
+        bias_p = &bias[0, 0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* keep_p = NULL
+    if keep is not None:
+        keep_p = &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     cdef floating[::1] zeros
     cdef const floating* brec
@@ -1098,9 +1141,19 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nb, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const unsigned char* mask_p = NULL if mask is None else &mask[0, 0]
-    cdef const floating* dyseq_p = NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* dyseq_p = NULL
+    if dyseq is not None:
+        dyseq_p = &dyseq[0, 0, 0]
     cdef int[::1] first_on = _first_on_buffer(batch)
+    cdef const floating* dylast_p = NULL
+    cdef const floating* dhT_p = NULL
+    if dylast is not None:
+        dylast_p = &dylast[0, 0]
+    if dhT is not None:
+        dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
@@ -1109,8 +1162,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
         r1 = row_block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
-            start_backward(NULL if dylast is None else &dylast[0, 0],
-                           NULL if dhT is None else &dhT[0, 0], <floating*>NULL, mask_p,
+            start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
                            &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            <floating*>NULL, r0, r1)
             gru_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0],
