@@ -21,27 +21,16 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport tanh
-from _blas cimport gemm
+from _blas cimport gemm, threads_for_work, ELEMENT_GRAIN
 
 cdef enum:
     DOT = 0
     ADDITIVE = 1
 
-# Below this many values per thread, waking another thread costs more than it saves (and on a
-# busy machine a parallel region waits for every thread to be scheduled): small problems run
-# on one thread. The results do not depend on it either way.
-cdef enum:
-    GRAIN = 32768
-
-
+# Small problems run on one thread (_blas.threads_for_work: at least ELEMENT_GRAIN values per
+# thread); the results do not depend on it either way.
 cdef inline int threads_for(Py_ssize_t work, int n_threads, Py_ssize_t most) noexcept nogil:
-    """How many threads to use for ``work`` values split into at most ``most`` parts."""
-    cdef Py_ssize_t t = work // GRAIN
-    if t > n_threads:
-        t = n_threads
-    if t > most:
-        t = most
-    return <int>(t if t > 1 else 1)
+    return threads_for_work(work, ELEMENT_GRAIN, <int>min(most, <Py_ssize_t>n_threads), n_threads)
 
 cdef extern from *:
     """

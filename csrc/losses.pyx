@@ -22,6 +22,19 @@ cdef enum:
 cdef double PROB_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps], as Keras does
 
 
+cdef inline double clip_prob(double q, double* inside) noexcept nogil:
+    """q clipped to [eps, 1 - eps]; inside := 1 where no clip applies, 0 where one does (the
+    derivative of the clip, as autodiff through it gives)."""
+    inside[0] = 1.0
+    if q < PROB_EPS:
+        inside[0] = 0.0
+        return PROB_EPS
+    if q > 1.0 - PROB_EPS:
+        inside[0] = 0.0
+        return 1.0 - PROB_EPS
+    return q
+
+
 cdef inline double row_dense(int code, double delta, const floating* t, const floating* p,
                              floating* g, Py_ssize_t n, double scale) noexcept nogil:
     """Loss of one sample; writes scale * dloss/dp into g when g is not NULL."""
@@ -55,14 +68,7 @@ cdef inline double row_dense(int code, double delta, const floating* t, const fl
         return loss * inv_n
     elif code == BCE:
         for j in range(n):
-            q = p[j]
-            e = 1.0  # 1 inside the clip range, 0 where the clip is active (as autodiff through clip)
-            if q < PROB_EPS:
-                q = PROB_EPS
-                e = 0.0
-            elif q > 1.0 - PROB_EPS:
-                q = 1.0 - PROB_EPS
-                e = 0.0
+            q = clip_prob(p[j], &e)
             loss -= t[j] * log(q) + (1.0 - t[j]) * log(1.0 - q)
             if g != NULL:
                 g[j] = <floating>(scale * inv_n * e * (-t[j] / q + (1.0 - t[j]) / (1.0 - q)))
@@ -76,14 +82,7 @@ cdef inline double row_dense(int code, double delta, const floating* t, const fl
         return loss * inv_n
     elif code == CCE:
         for j in range(n):
-            q = p[j]
-            e = 1.0
-            if q < PROB_EPS:
-                q = PROB_EPS
-                e = 0.0
-            elif q > 1.0 - PROB_EPS:
-                q = 1.0 - PROB_EPS
-                e = 0.0
+            q = clip_prob(p[j], &e)
             loss -= t[j] * log(q)
             if g != NULL:
                 g[j] = <floating>(-scale * e * t[j] / q)
@@ -166,14 +165,7 @@ def loss_sparse(int code,
                         grad[i, j] = <floating>(scale * exp(y_pred[i, j] - mx) / s)
                     grad[i, c] = <floating>(grad[i, c] - scale)
             else:
-                q = y_pred[i, c]
-                e = 1.0
-                if q < PROB_EPS:
-                    q = PROB_EPS
-                    e = 0.0
-                elif q > 1.0 - PROB_EPS:
-                    q = 1.0 - PROB_EPS
-                    e = 0.0
+                q = clip_prob(y_pred[i, c], &e)
                 row_loss[i] = -w * log(q)
                 if want_grad:
                     for j in range(n):
