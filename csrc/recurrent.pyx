@@ -609,6 +609,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
                         floating[:, :, ::1] dz,            # OUT (T, batch, u) scratch: dL/dz
                         floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
                         floating[:, ::1] g,                # scratch (batch, u)
+                        int[::1] first_on,                 # scratch (batch,)
                         floating[:, ::1] dkernel,          # OUT (in, u) or None
                         floating[:, ::1] drkernel,         # OUT (u, u) or None
                         floating[::1] dbias,               # OUT (u,) or None
@@ -626,7 +627,6 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef const floating* dyseq_p = NULL
     if dyseq is not None:
         dyseq_p = &dyseq[0, 0, 0]
-    cdef int[::1] first_on = _first_on_buffer(batch)
     cdef const floating* dylast_p = NULL
     cdef const floating* dhT_p = NULL
     if dylast is not None:
@@ -652,11 +652,6 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef floating[::1] no_dbias2 = None
     parameter_grads(xt, hs, dz, no_dz2, u, kernel, keep, dkernel, drkernel, dbias, no_dbias2, dxt,
                     dx, reverse, accumulate, n_threads)
-
-
-def _first_on_buffer(int batch):
-    import numpy as np
-    return np.empty(max(batch, 1), dtype=np.intc)
 
 
 cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1] hs,
@@ -892,6 +887,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
                   floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
                   floating[:, ::1] dc,               # OUT (batch, u) dL/dc0
                   floating[:, ::1] g,                # scratch (batch, u)
+                  int[::1] first_on,                 # scratch (batch,)
                   floating[:, ::1] dkernel,          # OUT (in, 4u) or None
                   floating[:, ::1] drkernel,         # OUT (u, 4u) or None
                   floating[::1] dbias,               # OUT (4u,) or None
@@ -913,7 +909,6 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef const floating* dcT_p = NULL
     if dcT is not None:
         dcT_p = &dcT[0, 0]
-    cdef int[::1] first_on = _first_on_buffer(batch)
     cdef const floating* dylast_p = NULL
     cdef const floating* dhT_p = NULL
     if dylast is not None:
@@ -1126,6 +1121,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
                  floating[:, :, ::1] dxh,           # OUT (T, batch, u) scratch: dL/d(candidate input part)
                  floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
                  floating[:, ::1] g,                # scratch (batch, u)
+                 int[::1] first_on,                 # scratch (batch,)
                  floating[:, ::1] dkernel,          # OUT (in, 3u) or None
                  floating[:, ::1] drkernel,         # OUT (u, 3u) or None
                  floating[:, ::1] dbias,            # OUT (2, 3u) or None
@@ -1147,7 +1143,6 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     cdef const floating* dyseq_p = NULL
     if dyseq is not None:
         dyseq_p = &dyseq[0, 0, 0]
-    cdef int[::1] first_on = _first_on_buffer(batch)
     cdef const floating* dylast_p = NULL
     cdef const floating* dhT_p = NULL
     if dylast is not None:

@@ -556,3 +556,44 @@ def test_masking_through_embedding_and_return_state_in_the_functional_api(tmp_pa
     path = tmp_path / "m.cydnn"
     model.save(path)
     np.testing.assert_array_equal(cydnn.load_model(path).predict(ids), model.predict(ids))
+
+
+# ---------------------------------------------------------------------------- steady state
+# A step calls kernels with ~25 typed-memoryview arguments: their Python objects (~5 KB) are the
+# only temporaries. Every per-step array of the model below is >= 32 KB, so a peak under 16 KB
+# means no array buffer was allocated, even temporarily; and no NumPy data buffer may be kept.
+STEP_PEAK_LIMIT = 16384
+
+
+@pytest.mark.parametrize("make_layers", [
+    lambda: [layers.LSTM(32, return_sequences=True), layers.GRU(32, use_bias=False)],
+    lambda: [layers.Bidirectional(layers.GRU(32, return_sequences=True)),
+             layers.Bidirectional(layers.SimpleRNN(32), merge_mode="mul")],
+    lambda: [layers.Bidirectional(layers.LSTM(32, dropout=0.3))],
+], ids=["lstm-gru", "bidirectional", "bidirectional-dropout"])
+def test_train_on_batch_allocates_no_buffers_in_steady_state(make_layers):
+    import tracemalloc
+    cydnn.set_random_seed(0)
+    model = cydnn.Sequential([layers.InputLayer(shape=(16, 8))] + make_layers() + [layers.Dense(1)])
+    model.compile(optimizer=cydnn.optimizers.SGD(0.01, momentum=0.9), loss="mse")
+    rng = np.random.default_rng(18)
+    x, y = rng.standard_normal((64, 16, 8)).astype(np.float32), rng.standard_normal((64, 1)).astype(np.float32)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    numpy_buffers = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
+    tracemalloc.start(25)
+    try:
+        peaks = []
+        for _ in range(4):
+            snap0 = tracemalloc.take_snapshot().filter_traces([numpy_buffers])
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            model.train_on_batch(x, y)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+            kept = [d for d in tracemalloc.take_snapshot().filter_traces([numpy_buffers]).compare_to(snap0, "traceback")
+                    if d.size_diff > 0]
+            assert not kept, "a step kept NumPy buffers:\n" + "\n".join(
+                f"{d.size_diff} bytes at\n" + "\n".join(d.traceback.format()) for d in kept[:3])
+    finally:
+        tracemalloc.stop()
+    assert max(peaks) <= STEP_PEAK_LIMIT, f"per-step temporaries peaked at {peaks} bytes"

@@ -251,6 +251,10 @@ class _RNN(Layer):
         self.initial_state_grads = [g.copy() for g in state_grads] if self._has_initial_state else None
         return dx
 
+    def _first_on(self, batch):
+        """Scratch for the kernels: each row's first unmasked step."""
+        return self.buffer("first_on", (batch,), np.intc)
+
     def _grad_array(self, d, shape, what):
         if d is None:
             return None
@@ -308,7 +312,8 @@ class SimpleRNN(_RNN):
         g = self.buffer("g", (batch, self.units))
         act, alpha = self._act_args()
         _k.simple_rnn_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z,
-                               self._hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, dk, drk, db, dxt, dx,
+                               self._hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(batch),
+                               dk, drk, db, dxt, dx,
                                act, alpha, self.go_backwards, self.zero_output_for_mask,
                                self._has_initial_state, self.accumulate_grads, self._fast_math,
                                threads.get_num_threads())
@@ -368,7 +373,8 @@ class LSTM(_RNN):
         g = self.buffer("g", (batch, self.units))
         _k.lstm_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z, self._a,
                          self._hs, self._cs, self._tc, dyseq, dylast, dstates[0], dstates[1], dz,
-                         state_grads[0], state_grads[1], g, dk, drk, db, dxt, dx, *self._act_args(),
+                         state_grads[0], state_grads[1], g, self._first_on(batch), dk, drk, db, dxt, dx,
+                         *self._act_args(),
                          self.go_backwards, self.zero_output_for_mask, self._has_initial_state,
                          self.accumulate_grads, self._fast_math, threads.get_num_threads())
 
@@ -422,7 +428,12 @@ class GRU(_RNN):
         self._rh = self.buffer("rh", (steps, batch, u))
         rec = self.buffer("rec", (batch, 3 * u))
         self._hs = hs
-        _k.gru_forward(x, self._weights[0], self._weights[1], self.bias, self._mask, self._keep, self._xt,
+        bias = self.bias
+        if bias is None:   # the kernel adds a recurrent bias in every step: zeros
+            bias = self._buffers.get("zero_bias")
+            if bias is None:
+                bias = self._buffers["zero_bias"] = np.zeros((2, 3 * u), dtype=self.dtype)
+        _k.gru_forward(x, self._weights[0], self._weights[1], bias, self._mask, self._keep, self._xt,
                        self._z, self._a, self._rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
                        self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
                        threads.get_num_threads())
@@ -433,8 +444,8 @@ class GRU(_RNN):
         dxh = self.buffer("dxh", self._rh.shape)
         g = self.buffer("g", (batch, self.units))
         _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z, self._a,
-                        self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g, dk, drk, db,
-                        dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
+                        self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
+                        self._first_on(batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
                         self._has_initial_state, self.accumulate_grads, self._fast_math,
                         threads.get_num_threads())
 

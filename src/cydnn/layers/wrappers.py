@@ -223,8 +223,13 @@ class Bidirectional(Layer):
             raise ValueError(f"{describe(self)}: expected {expected} output gradients, received {len(dys)}")
         douts, dsf, dsb = dys[:n_out], dys[n_out:n_out + n_states], dys[n_out + n_states:]
         dof, dob = self._unmerge(douts)
-        if self.return_sequences and dob is not None:   # back into the backward copy's step order
-            dob = _reversed_in_time(np.asarray(dob), self.buffer("dob_steps", np.shape(dob)))
+        if dof is not None and not dof.flags.c_contiguous:   # a slice of the concatenated gradient
+            dof = _copy(dof, self.buffer("dof_c", dof.shape))
+        if dob is not None:
+            if self.return_sequences:   # back into the backward copy's step order
+                dob = _reversed_in_time(dob, self.buffer("dob_steps", dob.shape))
+            elif not dob.flags.c_contiguous:
+                dob = _copy(dob, self.buffer("dob_c", dob.shape))
         gf = [dof] + dsf if self.return_state else dof
         gb = [dob] + dsb if self.return_state else dob
         dxf = self.forward_layer.backward(gf)
@@ -238,7 +243,7 @@ class Bidirectional(Layer):
     def _unmerge(self, douts):
         mode = self.merge_mode
         if mode is None:
-            return douts[0], douts[1]
+            return tuple(None if d is None else np.asarray(d) for d in douts)
         dy = douts[0]
         if dy is None:
             return None, None
@@ -271,6 +276,11 @@ class Bidirectional(Layer):
         if config.get("backward_layer") is not None:
             config["backward_layer"] = serialization.deserialize_layer(config["backward_layer"])
         return cls(**config)
+
+
+def _copy(y, out):
+    np.copyto(out, y)
+    return out
 
 
 def _reversed_in_time(y, out):
