@@ -6,6 +6,10 @@
 For each workload and thread count both steps are built, warmed up, then run interleaved
 (cydnn, torch, cydnn, torch, ...) so that a noisy machine slows both alike; the table shows
 the median step time of each and the ratio cydnn/torch (below 1 means cydnn is faster).
+
+OpenBLAS reads OPENBLAS_CORETYPE when it loads: where it is set (this project's machines set
+Haswell), cydnn's GEMMs run that core's kernels. `env -u OPENBLAS_CORETYPE python
+benchmarks/compare.py` measures the kernels OpenBLAS picks by itself, as a user's install does.
 """
 import argparse
 import importlib
@@ -52,6 +56,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import cydnn
+    _print_blas()
     try:
         import torch
     except ImportError:
@@ -71,6 +76,18 @@ def main(argv=None):
             rows.append((w, n, med, ratio))
             _print_row(w, n, med, ratio)
     return rows
+
+
+def _print_blas():
+    """Which BLAS kernels cydnn's GEMMs run on: OPENBLAS_CORETYPE, when set, forces them (this
+    project's machines set Haswell, i.e. AVX2, on AVX-512 CPUs; PyTorch ignores the variable)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's OpenBLAS)
+    from threadpoolctl import threadpool_info
+    for lib in threadpool_info():
+        if lib["user_api"] == "blas" and "scipy" in os.path.basename(os.path.dirname(lib["filepath"])):
+            forced = os.environ.get("OPENBLAS_CORETYPE")
+            how = f"forced by OPENBLAS_CORETYPE={forced}" if forced else "chosen by OpenBLAS"
+            print(f"cydnn BLAS: {lib['internal_api']} {lib.get('version')}, {lib.get('architecture')} kernels ({how})")
 
 
 def _print_row(w, n, med, ratio):
