@@ -216,6 +216,81 @@ cdef extern from *:
         for (int j = 0; j < n; j++) dz[j] = g[j] * (1.0f - h[j] * h[j]);
     }
 
+    /* GRU with reset_before (Keras reset_after=False), in two passes around the second GEMM.
+       Gates on one row: xz, xr (x @ kernel + bias) become the pre-activations with qz, qr
+       (h_prev @ recurrent_kernel); a := (zg, r); rhp := r * h_prev, the candidate's GEMM operand. */
+    static inline void cydnn_gru_rb_gates_row_f(int u, float* restrict xz, float* restrict xr,
+            const float* restrict qz, const float* restrict qr, float* restrict az,
+            float* restrict ar, const float* restrict hp, float* restrict rhp) {
+        for (int j = 0; j < u; j++) {
+            float pz = xz[j] + qz[j], pr = xr[j] + qr[j];
+            float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
+            xz[j] = pz; xr[j] = pr; az[j] = zg; ar[j] = rg;
+            rhp[j] = rg * hp[j];
+        }
+    }
+
+    CYDNN_CLONES static void cydnn_gru_rb_gates_rows_f(int nr, int u, float* z, const float* rec,
+            float* a, const float* hp, float* rhp) {
+        for (int r = 0; r < nr; r++) {
+            size_t o3 = (size_t)r * 3 * u, o = (size_t)r * u;
+            cydnn_gru_rb_gates_row_f(u, z + o3, z + o3 + u, rec + o3, rec + o3 + u, a + o3,
+                                     a + o3 + u, hp + o, rhp + o);
+        }
+    }
+
+    /* Candidate on one row: xh += qh ((r * h_prev) @ U_h) is the pre-activation; hh = tanh;
+       h = zg * hp + (1 - zg) * hh. */
+    static inline void cydnn_gru_rb_candidate_row_f(int u, float* restrict xh,
+            const float* restrict qh, const float* restrict az, float* restrict ah,
+            const float* restrict hp, float* restrict h) {
+        for (int j = 0; j < u; j++) {
+            float ph = xh[j] + qh[j];
+            float hh = cydnn_tanhf(ph);
+            xh[j] = ph; ah[j] = hh;
+            h[j] = az[j] * hp[j] + (1.0f - az[j]) * hh;
+        }
+    }
+
+    CYDNN_CLONES static void cydnn_gru_rb_candidate_rows_f(int nr, int u, float* z,
+            const float* rec, float* a, const float* hp, float* h) {
+        for (int r = 0; r < nr; r++) {
+            size_t o3 = (size_t)r * 3 * u, o = (size_t)r * u;
+            cydnn_gru_rb_candidate_row_f(u, z + o3 + 2 * u, rec + o3 + 2 * u, a + o3,
+                                         a + o3 + 2 * u, hp + o, h + o);
+        }
+    }
+
+    /* Backward, first pass on one row (g = dL/dh): the update gate's and the candidate's
+       pre-activation gradients; dh := g * zg, the direct part of dL/dh_prev. */
+    static inline void cydnn_gru_rb_backward1_row_f(int u, const float* restrict az,
+            const float* restrict ah, const float* restrict hp, const float* restrict g,
+            float* restrict dzz, float* restrict dzh, float* restrict dh) {
+        for (int j = 0; j < u; j++) {
+            float zg = az[j], hh = ah[j];
+            dzz[j] = g[j] * (hp[j] - hh) * zg * (1.0f - zg);    /* update gate */
+            dzh[j] = g[j] * (1.0f - zg) * (1.0f - hh * hh);    /* candidate */
+            dh[j] = g[j] * zg;                                 /* h_prev through the update gate */
+        }
+    }
+
+    CYDNN_CLONES static void cydnn_gru_rb_backward1_f(int u, const float* a, const float* hp,
+            const float* g, float* dz, float* dh) {
+        cydnn_gru_rb_backward1_row_f(u, a, a + 2 * u, hp, g, dz, dz + 2 * u, dh);
+    }
+
+    /* Backward, second pass on one row: drhp = dL/d(r * h_prev) from the candidate's GEMM;
+       the reset gate's pre-activation gradient, and dh += drhp * r (h_prev through r * h_prev). */
+    CYDNN_CLONES static void cydnn_gru_rb_backward2_f(int u, const float* restrict ar,
+            const float* restrict hp, const float* restrict drhp, float* restrict dzr,
+            float* restrict dh) {
+        for (int j = 0; j < u; j++) {
+            float rg = ar[j];
+            dzr[j] = drhp[j] * hp[j] * rg * (1.0f - rg);        /* reset gate */
+            dh[j] += drhp[j] * rg;
+        }
+    }
+
     #pragma GCC pop_options
     """
     void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, const float* z, float* a,
@@ -229,6 +304,14 @@ cdef extern from *:
     void tanh_forward_f "cydnn_tanh_forward_f"(int n, const float* z, float* h) noexcept nogil
     void tanh_backward_f "cydnn_tanh_backward_f"(int n, const float* h, const float* g,
         float* dz) noexcept nogil
+    void gru_rb_gates_rows_f "cydnn_gru_rb_gates_rows_f"(int nr, int u, float* z, const float* rec,
+        float* a, const float* hp, float* rhp) noexcept nogil
+    void gru_rb_candidate_rows_f "cydnn_gru_rb_candidate_rows_f"(int nr, int u, float* z,
+        const float* rec, float* a, const float* hp, float* h) noexcept nogil
+    void gru_rb_backward1_f "cydnn_gru_rb_backward1_f"(int u, const float* a, const float* hp,
+        const float* g, float* dz, float* dh) noexcept nogil
+    void gru_rb_backward2_f "cydnn_gru_rb_backward2_f"(int u, const float* ar, const float* hp,
+        const float* drhp, float* dzr, float* dh) noexcept nogil
     float expf_approx "cydnn_expf"(float x) noexcept nogil
     float tanhf_approx "cydnn_tanhf"(float x) noexcept nogil
 
@@ -412,12 +495,14 @@ cdef void gather_dh(const floating* dh, const floating* dyseq, const unsigned ch
 
 
 cdef void weight_grads(const floating* xt, const floating* hs, const floating* dz, int ld_dz,
-                       const floating* dz2, int ld_dz2, int split, int rows, int nin, int u,
-                       int width, floating* dkernel, floating* drkernel, floating beta,
-                       int nb, int t) noexcept nogil:
-    """Block t of nb of dkernel (+)= xt^T @ D and drkernel (+)= hs[0:T]^T @ R, each one GEMM over
-    all rows (T*batch), split over output rows. D = R = dz (rows x width) when dz2 is NULL; for
-    the GRU, R = dz and D = [dz[:, :split] | dz2] (the candidate's input part differs)."""
+                       const floating* dz2, int ld_dz2, int split, const floating* hs2, int rsplit,
+                       int rows, int nin, int u, int width, floating* dkernel, floating* drkernel,
+                       floating beta, int nb, int t) noexcept nogil:
+    """Block t of nb of dkernel (+)= xt^T @ D and drkernel (+)= H^T @ dz, each one GEMM over all
+    rows (T*batch), split over output rows. D = dz (rows x width) when dz2 is NULL; for the GRU
+    (reset_after), D = [dz[:, :split] | dz2] (the candidate's input part differs). H = hs[0:T]
+    (h_{s-1} of every step) when hs2 is NULL; for the GRU (reset_before), the candidate's columns
+    from rsplit on multiply hs2 = r * h_{s-1} instead."""
     cdef int k0, k1
     if dkernel != NULL:
         k0 = row_block_start(nin, nb, t)
@@ -435,8 +520,14 @@ cdef void weight_grads(const floating* xt, const floating* hs, const floating* d
         k0 = row_block_start(u, nb, t)
         k1 = row_block_start(u, nb, t + 1)
         if k1 > k0:
-            gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
-                 beta, drkernel + <Py_ssize_t>k0 * width, width)
+            if hs2 == NULL:
+                gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
+                     beta, drkernel + <Py_ssize_t>k0 * width, width)
+            else:
+                gemm(True, False, k1 - k0, rsplit, rows, <floating>1, hs + k0, u, dz, ld_dz,
+                     beta, drkernel + <Py_ssize_t>k0 * width, width)
+                gemm(True, False, k1 - k0, width - rsplit, rows, <floating>1, hs2 + k0, u,
+                     dz + rsplit, ld_dz, beta, drkernel + <Py_ssize_t>k0 * width + rsplit, width)
 
 
 cdef void column_sums(const floating* d, int ld, int rows, int c0, int c1, floating* out,
@@ -650,11 +741,12 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
                                      need_dh0, fast, r0, r1)
     cdef floating[:, :, ::1] no_dz2 = None
     cdef floating[::1] no_dbias2 = None
-    parameter_grads(xt, hs, dz, no_dz2, u, kernel, keep, dkernel, drkernel, dbias, no_dbias2, dxt,
+    parameter_grads(xt, hs, no_dz2, 0, dz, no_dz2, u, kernel, keep, dkernel, drkernel, dbias, no_dbias2, dxt,
                     dx, reverse, accumulate, n_threads)
 
 
 cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1] hs,
+                          const floating[:, :, ::1] hs2, int rsplit,
                           const floating[:, :, ::1] dz, const floating[:, :, ::1] dz2, int split,
                           const floating[:, ::1] kernel, const floating[:, ::1] keep,
                           floating[:, ::1] dkernel, floating[:, ::1] drkernel, floating[::1] dbias,
@@ -663,13 +755,18 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     """After the recurrence: dkernel, drkernel (one GEMM each over all T*batch rows), the bias
     gradients (fixed-order column sums) and dx, in one parallel region. dz (T, batch, width) is
     dL/d(pre-activations). For the GRU, dz is the gradient of the recurrent projection; the input
-    projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient."""
+    projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient.
+    hs2 (T, batch, u) or None: the left operand of the recurrent kernel's columns from rsplit on
+    (the GRU with reset_before multiplies r * h_{s-1} there)."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
     cdef int u = hs.shape[2], rows = T * batch, nb, t, r0, r1, c0, c1
     cdef const floating* dz2_p = NULL
     if dz2 is not None:
         dz2_p = &dz2[0, 0, 0]
     cdef int ld2 = 0 if dz2 is None else dz2.shape[2]
+    cdef const floating* hs2_p = NULL
+    if hs2 is not None:
+        hs2_p = &hs2[0, 0, 0]
     cdef const floating* keep_p = NULL
     if keep is not None:
         keep_p = &keep[0, 0]
@@ -682,8 +779,8 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     nb = n_row_blocks(max(rows, max(nin, u)), <long long>rows * width * (2 * nin + u), n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         # gradient with respect to the kernel and the recurrent kernel
-        weight_grads(&xt[0, 0, 0], &hs[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, rows,
-                     nin, u, width, dk, drk, beta, nb, t)
+        weight_grads(&xt[0, 0, 0], &hs[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, hs2_p,
+                     rsplit, rows, nin, u, width, dk, drk, beta, nb, t)
         # gradient with respect to the bias: column sums over all steps and rows, in row order
         c0 = col_block_start(width, nb, t)
         c1 = col_block_start(width, nb, t + 1)
@@ -932,7 +1029,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
                                ralpha, reverse, zero_output_for_mask, need_dh0, fast, r0, r1)
     cdef floating[:, :, ::1] no_dz2 = None
     cdef floating[::1] no_dbias2 = None
-    parameter_grads(xt, hs, dz, no_dz2, 4 * u, kernel, keep, dkernel, drkernel, dbias, no_dbias2,
+    parameter_grads(xt, hs, no_dz2, 0, dz, no_dz2, 4 * u, kernel, keep, dkernel, drkernel, dbias, no_dbias2,
                     dxt, dx, reverse, accumulate, n_threads)
 
 
@@ -1169,5 +1266,284 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     if dbias is not None:
         db_in = dbias[0]
         db_rec = dbias[1]
-    parameter_grads(xt, hs, dr, dxh, 2 * u, kernel, keep, dkernel, drkernel, db_in, db_rec, dxt,
-                    dx, reverse, accumulate, n_threads)
+    cdef floating[:, :, ::1] no_hs2 = None
+    parameter_grads(xt, hs, no_hs2, 0, dr, dxh, 2 * u, kernel, keep, dkernel, drkernel, db_in,
+                    db_rec, dxt, dx, reverse, accumulate, n_threads)
+
+
+# ------------------------------------------------------------------------------------ GRU, reset_before
+# Keras GRU(reset_after=False): the reset gate multiplies h_{s-1} before its product with the
+# candidate's recurrent kernel, so a step runs two GEMMs: h_{s-1} @ U[:, :2u] for the gates, then
+# (r * h_{s-1}) @ U[:, 2u:] for the candidate. One bias (3u,), added to the input projection.
+cdef void strided_matmul(const floating* h, int ldh, const floating* w, int ldw, floating* out,
+                         int ldo, int nr, int k, int n, floating beta, int batch) noexcept nogil:
+    """out (nr x n) := h (nr x k) @ w (k x n) + beta * out, with row strides (a gemv for batch 1)."""
+    if nr == 1 and batch == 1:
+        gemv(True, k, n, <floating>1, w, ldw, h, beta, out)
+    else:
+        gemm(False, False, nr, n, k, <floating>1, h, ldh, w, ldw, beta, out, ldo)
+
+
+cdef void strided_matmul_t(const floating* d, int ldd, const floating* w, int ldw, floating* out,
+                           int ldo, int nr, int k, int n, floating beta, int batch) noexcept nogil:
+    """out (nr x k) := d (nr x n) @ w^T + beta * out, w (k x n) with row stride ldw."""
+    if nr == 1 and batch == 1:
+        gemv(False, k, n, <floating>1, w, ldw, d, beta, out)
+    else:
+        gemm(False, True, nr, k, n, <floating>1, d, ldd, w, ldw, beta, out, ldo)
+
+
+cdef void gru_rb_gates_generic(floating* z, const floating* rec, floating* a, const floating* hp,
+                               floating* rhp, int n_rows, int u, int ract, double ralpha) noexcept nogil:
+    cdef int r, j
+    cdef Py_ssize_t o3, o
+    cdef double pz, pr, rg
+    for r in range(n_rows):
+        o3 = <Py_ssize_t>r * 3 * u
+        o = <Py_ssize_t>r * u
+        for j in range(u):
+            pz = z[o3 + j] + rec[o3 + j]
+            pr = z[o3 + u + j] + rec[o3 + u + j]
+            rg = act_forward(ract, ralpha, pr)
+            z[o3 + j] = <floating>pz
+            z[o3 + u + j] = <floating>pr
+            a[o3 + j] = <floating>act_forward(ract, ralpha, pz)
+            a[o3 + u + j] = <floating>rg
+            rhp[o + j] = <floating>(rg * hp[o + j])
+
+
+cdef void gru_rb_candidate_generic(floating* z, const floating* rec, floating* a, const floating* hp,
+                                   floating* h, int n_rows, int u, int act, double alpha) noexcept nogil:
+    cdef int r, j
+    cdef Py_ssize_t o3, o
+    cdef double ph, hh, zg
+    for r in range(n_rows):
+        o3 = <Py_ssize_t>r * 3 * u
+        o = <Py_ssize_t>r * u
+        for j in range(u):
+            ph = z[o3 + 2 * u + j] + rec[o3 + 2 * u + j]
+            hh = act_forward(act, alpha, ph)
+            zg = a[o3 + j]
+            z[o3 + 2 * u + j] = <floating>ph
+            a[o3 + 2 * u + j] = <floating>hh
+            h[o + j] = <floating>(zg * hp[o + j] + (1.0 - zg) * hh)
+
+
+cdef void gru_rb_forward_rows(floating* z, floating* a, floating* rhp, floating* hs, floating* rec,
+                              const floating* rkernel, const unsigned char* mask, floating* yseq,
+                              floating* ylast, int T, int batch, int u, int act, double alpha,
+                              int ract, double ralpha, bint reverse, bint zero_output,
+                              bint zero_state, bint fast, int b0, int b1) noexcept nogil:
+    cdef int s, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
+    cdef floating* recb = rec + 3 * off
+    cdef floating* zs
+    cdef floating* as_
+    clear_rows(ylast, u, b0, b1)
+    for s in range(T):
+        zs = z + 3 * (s * step + off)
+        as_ = a + 3 * (s * step + off)
+        if s == 0 and zero_state:   # h_{-1} = 0: both recurrent products are zero
+            memset(recb, 0, 3 * nr * u * sizeof(floating))
+        else:   # the gates' recurrent part: h_{s-1} @ rkernel[:, :2u]
+            strided_matmul(hs + s * step + off, u, rkernel, 3 * u, recb, 3 * u, nr, u, 2 * u,
+                           <floating>0, batch)
+        if floating is float and fast:
+            gru_rb_gates_rows_f(nr, u, zs, recb, as_, hs + s * step + off, rhp + s * step + off)
+        else:
+            gru_rb_gates_generic(zs, recb, as_, hs + s * step + off, rhp + s * step + off, nr, u,
+                                 ract, ralpha)
+        if not (s == 0 and zero_state):   # the candidate's: (r * h_{s-1}) @ rkernel[:, 2u:]
+            strided_matmul(rhp + s * step + off, u, rkernel + 2 * u, 3 * u, recb + 2 * u, 3 * u,
+                           nr, u, u, <floating>0, batch)
+        if floating is float and fast:
+            gru_rb_candidate_rows_f(nr, u, zs, recb, as_, hs + s * step + off,
+                                    hs + (s + 1) * step + off)
+        else:
+            gru_rb_candidate_generic(zs, recb, as_, hs + s * step + off, hs + (s + 1) * step + off,
+                                     nr, u, act, alpha)
+        emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+
+
+def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
+                             const floating[:, ::1] kernel,     # IN  (in, 3u)   gates z, r, h
+                             const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                             const floating[::1] bias,          # IN  (3u,) or None
+                             const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
+                             const floating[:, ::1] keep,       # IN  (batch, in) or None
+                             floating[:, :, ::1] xt,            # OUT (T, batch, in)
+                             floating[:, :, ::1] z,             # OUT (T, batch, 3u) pre-activations
+                             floating[:, :, ::1] a,             # OUT (T, batch, 3u) activations z, r, h~
+                             floating[:, :, ::1] rhp,           # OUT (T, batch, u) r * h_{s-1}
+                             floating[:, :, ::1] hs,            # IN/OUT (T+1, batch, u), hs[0] = h0
+                             floating[:, ::1] rec,              # scratch (batch, 3u)
+                             floating[:, :, ::1] yseq,          # OUT (batch, T, u) or None
+                             floating[:, ::1] ylast,            # OUT (batch, u) last output
+                             int act, double alpha, int ract, double ralpha, bint reverse,
+                             bint zero_output_for_mask, bint zero_state, bint approx,
+                             int n_threads):
+    """Keras GRU with reset_after=False: z, r = ract(x W_{z,r} + b_{z,r} + h U_{z,r});
+    h~ = act(x W_h + b_h + (r * h) U_h);  h := z * h + (1 - z) * h~."""
+    cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
+    cdef int rows = T * batch, nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const floating* bias_p = NULL
+    if bias is not None:
+        bias_p = &bias[0]
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* keep_p = NULL
+    if keep is not None:
+        keep_p = &keep[0, 0]
+    cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(rows, <long long>rows * nin * 3 * u, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(rows, nb, t)
+        r1 = row_block_start(rows, nb, t + 1)
+        if r1 > r0:
+            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
+                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            gru_rb_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rhp[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
+                                &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
+                                alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
+                                fast, r0, r1)
+
+
+cdef void gru_rb_backward1_generic(const floating* z, const floating* a, const floating* hp,
+                                   const floating* g, floating* dz, floating* dh, int u, int act,
+                                   double alpha, int ract, double ralpha) noexcept nogil:
+    """One row: update gate and candidate pre-activation gradients; dh := g * zg."""
+    cdef int j
+    cdef double zg, hh
+    for j in range(u):
+        zg = a[j]
+        hh = a[2 * u + j]
+        dz[j] = <floating>(g[j] * (hp[j] - hh) * act_derivative(ract, ralpha, z[j], zg))      # update gate
+        dz[2 * u + j] = <floating>(g[j] * (1.0 - zg) * act_derivative(act, alpha, z[2 * u + j], hh))  # candidate
+        dh[j] = <floating>(g[j] * zg)   # h_prev through the update gate
+
+
+cdef void gru_rb_backward2_generic(const floating* z, const floating* a, const floating* hp,
+                                   const floating* drhp, floating* dz, floating* dh, int u,
+                                   int ract, double ralpha) noexcept nogil:
+    """One row, after drhp = dL/d(r * h_prev): the reset gate's gradient; dh += drhp * r."""
+    cdef int j
+    cdef double rg
+    for j in range(u):
+        rg = a[u + j]
+        dz[u + j] = <floating>(drhp[j] * hp[j] * act_derivative(ract, ralpha, z[u + j], rg))   # reset gate
+        dh[j] = <floating>(dh[j] + drhp[j] * rg)   # h_prev through r * h_prev
+
+
+cdef void gru_rb_backward_rows(const floating* z, const floating* a, const floating* hs,
+                               const floating* rkernel, const unsigned char* mask,
+                               const int* first_on, const floating* dyseq, floating* dz,
+                               floating* drhp, floating* dh, floating* g, int T, int batch, int u,
+                               int act, double alpha, int ract, double ralpha, bint reverse,
+                               bint zero_output, bint need_dh0, bint fast,
+                               int b0, int b1) noexcept nogil:
+    cdef int s, b, nr = b1 - b0
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, o, o3, off = <Py_ssize_t>b0 * u
+    for s in range(T - 1, -1, -1):
+        gather_dh(dh, dyseq, mask, first_on, T, u, s, reverse, zero_output, g, b0, b1)
+        for b in range(b0, b1):
+            o = <Py_ssize_t>b * u
+            o3 = 3 * (s * step + o)
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                if floating is float and fast:
+                    gru_rb_backward1_f(u, a + o3, hs + s * step + o, g + o, dz + o3, dh + o)
+                else:
+                    gru_rb_backward1_generic(z + o3, a + o3, hs + s * step + o, g + o, dz + o3,
+                                             dh + o, u, act, alpha, ract, ralpha)
+            else:
+                # skipped step: no gate gradient; dL/dh passes through unchanged
+                memset(dz + o3, 0, 3 * u * sizeof(floating))
+                memcpy(dh + o, g + o, u * sizeof(floating))
+        # gradient with respect to r * h_{s-1}: the candidate's gradient @ rkernel[:, 2u:]^T
+        strided_matmul_t(dz + 3 * (s * step + off) + 2 * u, 3 * u, rkernel + 2 * u, 3 * u,
+                         drhp + off, u, nr, u, u, <floating>0, batch)
+        for b in range(b0, b1):
+            o = <Py_ssize_t>b * u
+            if step_on(mask, T, b, input_time(s, T, reverse)):
+                if floating is float and fast:
+                    gru_rb_backward2_f(u, a + 3 * (s * step + o) + u, hs + s * step + o, drhp + o,
+                                       dz + 3 * (s * step + o) + u, dh + o)
+                else:
+                    gru_rb_backward2_generic(z + 3 * (s * step + o), a + 3 * (s * step + o),
+                                             hs + s * step + o, drhp + o, dz + 3 * (s * step + o),
+                                             dh + o, u, ract, ralpha)
+        # gradient with respect to h_{s-1} through the gates: dh += dz[:, :2u] @ rkernel[:, :2u]^T
+        if s > 0 or need_dh0:
+            strided_matmul_t(dz + 3 * (s * step + off), 3 * u, rkernel, 3 * u, dh + off, u, nr, u,
+                             2 * u, <floating>1, batch)
+
+
+def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
+                              const floating[:, ::1] kernel,     # IN  (in, 3u)
+                              const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                              const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
+                              const floating[:, ::1] keep,       # IN  (batch, in) or None
+                              const floating[:, :, ::1] z,       # IN  (T, batch, 3u) from forward
+                              const floating[:, :, ::1] a,       # IN  (T, batch, 3u) from forward
+                              const floating[:, :, ::1] rhp,     # IN  (T, batch, u) from forward
+                              const floating[:, :, ::1] hs,      # IN  (T+1, batch, u) from forward
+                              const floating[:, :, ::1] dyseq,   # IN  (batch, T, u) or None
+                              const floating[:, ::1] dylast,     # IN  (batch, u) or None
+                              const floating[:, ::1] dhT,        # IN  (batch, u) or None
+                              floating[:, :, ::1] dz,            # OUT (T, batch, 3u) scratch: dL/d(pre-activations)
+                              floating[:, ::1] drhp,             # scratch (batch, u)
+                              floating[:, ::1] dh,               # OUT (batch, u) dL/dh0
+                              floating[:, ::1] g,                # scratch (batch, u)
+                              int[::1] first_on,                 # scratch (batch,)
+                              floating[:, ::1] dkernel,          # OUT (in, 3u) or None
+                              floating[:, ::1] drkernel,         # OUT (u, 3u) or None
+                              floating[::1] dbias,               # OUT (3u,) or None
+                              floating[:, :, ::1] dxt,           # scratch (T, batch, in), or None
+                              floating[:, :, ::1] dx,            # OUT (batch, T, in) or None
+                              int act, double alpha, int ract, double ralpha, bint reverse,
+                              bint zero_output_for_mask, bint need_dh0, bint accumulate,
+                              bint approx, int n_threads):
+    """Backpropagation through time; weight gradients (+)= when accumulate. The recurrent
+    kernel's candidate columns multiply r * h_{s-1} (rhp), the gates' columns h_{s-1}."""
+    cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
+    cdef int nb, t, r0, r1
+    cdef bint fast = approx and act == TANH and ract == SIGMOID
+    cdef const unsigned char* mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    cdef const floating* dyseq_p = NULL
+    if dyseq is not None:
+        dyseq_p = &dyseq[0, 0, 0]
+    cdef const floating* dylast_p = NULL
+    cdef const floating* dhT_p = NULL
+    if dylast is not None:
+        dylast_p = &dylast[0, 0]
+    if dhT is not None:
+        dhT_p = &dhT[0, 0]
+    if batch == 0 or T == 0:
+        return
+    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+        r0 = row_block_start(batch, nb, t)
+        r1 = row_block_start(batch, nb, t + 1)
+        if r1 > r0:
+            first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
+            start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p, &first_on[0], T, u, reverse,
+                           zero_output_for_mask, &dh[0, 0], <floating*>NULL, r0, r1)
+            gru_rb_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p,
+                                 &first_on[0], dyseq_p, &dz[0, 0, 0], &drhp[0, 0], &dh[0, 0],
+                                 &g[0, 0], T, batch, u, act, alpha, ract, ralpha, reverse,
+                                 zero_output_for_mask, need_dh0, fast, r0, r1)
+    cdef floating[:, :, ::1] no_dz2 = None
+    cdef floating[::1] no_dbias2 = None
+    parameter_grads(xt, hs, rhp, 2 * u, dz, no_dz2, 3 * u, kernel, keep, dkernel, drkernel, dbias,
+                    no_dbias2, dxt, dx, reverse, accumulate, n_threads)

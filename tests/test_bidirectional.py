@@ -239,3 +239,15 @@ def test_learns_and_trains_both_directions_in_a_model():
     assert all(np.abs(a - b).max() > 0 for a, b in zip(bi.get_weights(), before))
     # the model trains views of its flat buffer: the copies inside the wrapper see them
     assert all(np.shares_memory(w, v) for w, v in zip(bi.weights, bi.forward_layer.weights + bi.backward_layer.weights))
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_reset_before_both_directions_gradients(return_sequences):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 2))
+    bi = layers.Bidirectional(layers.GRU(2, reset_after=False, return_sequences=return_sequences), dtype="float64")
+    bi(x)
+    bi.set_weights([rng.uniform(-0.6, 0.6, w.shape) for w in bi.get_weights()])
+    assert [w.shape for w in bi.weights] == [(2, 6), (2, 6), (6,)] * 2
+    assert not bi.backward_layer.reset_after
+    check_layer_gradients(bi, x, rtol=1e-6, atol=1e-8)

@@ -9,11 +9,14 @@ from cydnn import layers
 from cydnn._kernels import recurrent as _k
 from helpers import check_layer_gradients, numeric_grad
 
-KINDS = ["SimpleRNN", "LSTM", "GRU"]
-N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
+KINDS = ["SimpleRNN", "LSTM", "GRU"]                  # the cells PyTorch has too
+ALL_KINDS = KINDS + ["GRU_reset_before"]              # + Keras' GRU(reset_after=False)
+N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1, "GRU_reset_before": 1}
 
 
 def make(kind, units=2, dtype="float64", **kw):
+    if kind == "GRU_reset_before":
+        return layers.GRU(units, dtype=dtype, reset_after=False, **kw)
     return getattr(layers, kind)(units, dtype=dtype, **kw)
 
 
@@ -38,6 +41,11 @@ def ref_step(kind, weights, x_t, h, c):
     w, u = weights[0], weights[1]
     b = weights[2] if len(weights) > 2 else np.zeros((2, w.shape[1]) if kind == "GRU" else w.shape[1])
     n = u.shape[0]
+    if kind == "GRU_reset_before":   # Keras reset_after=False: r multiplies h before U_h
+        xp, hp = x_t @ w + b, h @ u[:, :2 * n]
+        zg, r = sigmoid(xp[:, :n] + hp[:, :n]), sigmoid(xp[:, n:2 * n] + hp[:, n:])
+        hh = np.tanh(xp[:, 2 * n:] + (r * h) @ u[:, 2 * n:])
+        return zg * h + (1 - zg) * hh, c
     if kind == "SimpleRNN":
         return np.tanh(x_t @ w + h @ u + b), c
     if kind == "LSTM":
@@ -81,6 +89,10 @@ def test_weight_shapes_and_names_follow_keras(kind, gates):
     no_bias = make(kind, units=5, use_bias=False)
     no_bias(np.zeros((2, 3, 7)))
     assert no_bias.weight_names == ["kernel", "recurrent_kernel"]
+    if kind == "GRU":   # reset_after=False: one bias, added to the input projection
+        gru = layers.GRU(5, reset_after=False)
+        gru(np.zeros((2, 3, 7), np.float32))
+        assert [w.shape for w in gru.weights] == [(7, 15), (5, 15), (15,)]
 
 
 def test_lstm_unit_forget_bias_and_orthogonal_recurrent_kernel():
@@ -134,7 +146,7 @@ def _mask(rng, batch, steps):
     return mask
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("opts", OPTIONS)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("with_state", [False, True])
@@ -175,7 +187,7 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("opts", GRAD_CASES)
 def test_gradients_finite_differences(kind, opts):
     rng = np.random.default_rng(2)
@@ -184,7 +196,7 @@ def test_gradients_finite_differences(kind, opts):
     check_layer_gradients(layer, x, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("opts", [dict(), dict(return_sequences=True, return_state=True),
                                   dict(go_backwards=True, return_sequences=True),
                                   dict(zero_output_for_mask=True, return_sequences=True, go_backwards=True),
@@ -202,7 +214,7 @@ def test_gradients_with_mask(kind, opts):
     assert not dx[~mask].any()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("opts", [dict(), dict(return_sequences=True, return_state=True),
                                   dict(go_backwards=True, return_state=True)])
 @pytest.mark.parametrize("masked", [False, True])
@@ -227,7 +239,7 @@ def test_gradients_of_initial_states(kind, opts, masked):
         np.testing.assert_allclose(g, numeric_grad(loss, s), rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_gradients_with_other_activations(kind):
     """The generic kernel path (any activation codes)."""
     rng = np.random.default_rng(5)
@@ -238,7 +250,7 @@ def test_gradients_with_other_activations(kind):
     check_layer_gradients(layer, x, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_gradients_with_input_dropout(kind):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 4, 3))
@@ -253,7 +265,7 @@ def test_gradients_with_input_dropout(kind):
 
 
 # ---------------------------------------------------------------------------- dropout
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_dropout_is_one_input_mask_per_sequence_and_training_only(kind):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((6, 5, 4))
@@ -273,8 +285,6 @@ def test_recurrent_dropout_and_stateful_are_refused():
         layers.LSTM(3, recurrent_dropout=0.2)
     with pytest.raises(ValueError, match="stateful=True is not supported"):
         layers.GRU(3, stateful=True)
-    with pytest.raises(ValueError, match="reset_after=True"):
-        layers.GRU(3, reset_after=False)
 
 
 # ---------------------------------------------------------------------------- float32 kernels
@@ -289,7 +299,7 @@ def test_fast_exp_and_tanh_are_accurate():
     assert _k.fast_tanh(50.0) == 1.0 and _k.fast_tanh(-50.0) == -1.0 and _k.fast_exp(-200.0) < 1e-37
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("masked", [False, True])
 def test_float32_vectorised_kernels_match_the_generic_path(kind, masked):
     rng = np.random.default_rng(9)
@@ -412,7 +422,7 @@ def test_post_padding_mask_matches_torch_packed_sequences(kind):
 
 
 # ---------------------------------------------------------------------------- threads
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5, 13, 30, 64])
 def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
@@ -483,7 +493,7 @@ def test_bad_inputs_name_the_layer_expectation_and_received():
 
 
 # ---------------------------------------------------------------------------- config, models
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_config_round_trip(kind):
     layer = make(kind, units=3, dtype="float32", return_sequences=True, go_backwards=True, dropout=0.25,
                  kernel_regularizer="l2", name="rnn_x")
@@ -512,11 +522,12 @@ def _sequence_task(rng, n=256, steps=12):
     return x, y
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_learns_inside_a_sequential_model(kind):
     cydnn.set_random_seed(0)
     x, y = _sequence_task(np.random.default_rng(14))
-    model = cydnn.Sequential([layers.InputLayer(shape=(12, 3)), getattr(layers, kind)(16), layers.Dense(1)])
+    model = cydnn.Sequential([layers.InputLayer(shape=(12, 3)), make(kind, units=16, dtype="float32"),
+                              layers.Dense(1)])
     model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="mse")
     first = model.evaluate(x, y)
     model.fit(x, y, epochs=15, batch_size=32, verbose=0)

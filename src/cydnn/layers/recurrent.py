@@ -385,20 +385,25 @@ class LSTM(_RNN):
 
 
 class GRU(_RNN):
-    """Gated recurrent unit (Cho et al. 2014), Keras semantics with reset_after=True, gate order z, r, h:
+    """Gated recurrent unit (Cho et al. 2014), Keras semantics, gate order z, r, h. With
+    ``reset_after=True`` (the default, as in Keras 2.3+ and PyTorch's nn.GRU):
 
         z, r = recurrent_activation(x @ W_{z,r} + b_in{z,r} + h @ U_{z,r} + b_rec{z,r})
         h~ = activation(x @ W_h + b_in{h} + r * (h @ U_h + b_rec{h}));  h := z * h + (1 - z) * h~
 
-    (PyTorch's nn.GRU computes the same function with gates ordered r, z, n.)
+    (PyTorch computes the same function with gates ordered r, z, n.) With ``reset_after=False``
+    (the original formulation) the reset gate acts before the product and there is one bias:
+
+        z, r = recurrent_activation(x @ W_{z,r} + b_{z,r} + h @ U_{z,r})
+        h~ = activation(x @ W_h + b_h + (r * h) @ U_h);  h := z * h + (1 - z) * h~
 
     Args: units, activation ('tanh'), recurrent_activation ('sigmoid'), use_bias,
     kernel_initializer, recurrent_initializer, bias_initializer, the three regularizers, dropout,
-    seed, return_sequences, return_state, go_backwards, reset_after (only True is implemented).
+    seed, return_sequences, return_state, go_backwards, reset_after.
 
     Shape: (batch, time, in) -> (batch, time, units) or (batch, units).
     Weights: kernel (in, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units): the input
-    bias then the recurrent bias.
+    bias then the recurrent bias (reset_after=False: bias (3 units,)).
     """
 
     _n_gates = 3
@@ -407,13 +412,10 @@ class GRU(_RNN):
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
         self.recurrent_activation = self._elementwise(recurrent_activation, "recurrent_activation")
-        if not reset_after:
-            raise ValueError(f"{describe(self)}: only reset_after=True (the Keras 2+ default, PyTorch's "
-                             f"formula) is implemented, received reset_after={reset_after!r}")
-        self.reset_after = True
+        self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def _act_args(self):
         return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
@@ -425,9 +427,15 @@ class GRU(_RNN):
         self._xt = self.buffer("xt", (steps, batch, nin))
         self._z = self.buffer("z", (steps, batch, 3 * u))
         self._a = self.buffer("a", (steps, batch, 3 * u))
-        self._rh = self.buffer("rh", (steps, batch, u))
+        self._rh = self.buffer("rh", (steps, batch, u))   # reset_after: h @ U_h + b_rh; else r * h
         rec = self.buffer("rec", (batch, 3 * u))
         self._hs = hs
+        if not self.reset_after:
+            _k.gru_reset_before_forward(x, self._weights[0], self._weights[1], self.bias, self._mask, self._keep,
+                                        self._xt, self._z, self._a, self._rh, hs, rec, yseq, ylast,
+                                        *self._act_args(), self.go_backwards, self.zero_output_for_mask,
+                                        not self._has_initial_state, self._fast_math, threads.get_num_threads())
+            return
         bias = self.bias
         if bias is None:   # the kernel adds a recurrent bias in every step: zeros
             bias = self._buffers.get("zero_bias")
@@ -441,8 +449,17 @@ class GRU(_RNN):
     def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
         batch = self._z.shape[1]
         dr = self.buffer("dr", self._z.shape)
-        dxh = self.buffer("dxh", self._rh.shape)
         g = self.buffer("g", (batch, self.units))
+        if not self.reset_after:
+            drhp = self.buffer("drhp", (batch, self.units))
+            _k.gru_reset_before_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep,
+                                         self._z, self._a, self._rh, self._hs, dyseq, dylast, dstates[0], dr, drhp,
+                                         state_grads[0], g, self._first_on(batch), dk, drk, db, dxt, dx,
+                                         *self._act_args(), self.go_backwards, self.zero_output_for_mask,
+                                         self._has_initial_state, self.accumulate_grads, self._fast_math,
+                                         threads.get_num_threads())
+            return
+        dxh = self.buffer("dxh", self._rh.shape)
         _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z, self._a,
                         self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
                         self._first_on(batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
