@@ -58,6 +58,56 @@ cdef void max_pool_image(const floating* x,   # IN  one image (h, w, c)
                     am[base + ci] = arg[ci]
 
 
+DEF PAIR_BUF = 512  # input values of a row pair compared at a time by the 2x2 path
+
+
+cdef void max_pool_2x2_image(const floating* x,   # IN  one image (h, w, c)
+                             floating* y,         # OUT (oh, ow, c)
+                             int* am,             # OUT (oh, ow, c) flat index in the image of each max
+                             int h, int w, int c, int oh, int ow) noexcept nogil:
+    """The common 2x2 stride-2 unpadded window, in two passes per output row.
+
+    Vertical: the two input rows are compared element-wise (contiguous, vectorised), keeping the
+    larger value and whether it came from the lower row. Horizontal: each pair of columns picks the
+    larger of its two vertical winners. On ties the window's first cell in row-major order wins, as
+    in max_pool_image: the right column wins only if greater, or equal with the left winner from the
+    lower row and the right one from the upper row."""
+    cdef floating v[PAIR_BUF]
+    cdef int low[PAIR_BUF]
+    cdef Py_ssize_t p, q, q0, qn, k, ci, rowlen = <Py_ssize_t>w * c, qb = PAIR_BUF // (2 * c)
+    cdef Py_ssize_t left, base, out, first
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef floating a, b
+    cdef int take, lo
+    for p in range(oh):
+        r0 = x + 2 * p * rowlen
+        r1 = r0 + rowlen
+        q0 = 0
+        while q0 < ow:
+            qn = min(qb, ow - q0)
+            # vertical pass over 2*qn columns of both rows
+            base = 2 * q0 * c
+            for k in range(2 * qn * c):
+                a = r0[base + k]
+                b = r1[base + k]
+                low[k] = b > a
+                v[k] = b if b > a else a
+            # horizontal pass: columns 2q and 2q + 1, with integer masks instead of branches
+            for q in range(qn):
+                out = (p * ow + q0 + q) * c
+                left = 2 * q * c
+                first = 2 * p * rowlen + base + left
+                for ci in range(c):
+                    a = v[left + ci]
+                    b = v[left + c + ci]
+                    lo = low[left + ci]
+                    take = <int>(b > a) | (<int>(b == a) & lo & (low[left + c + ci] ^ 1))
+                    y[out + ci] = b if take else a
+                    am[out + ci] = <int>(first + ci + lo * rowlen) + take * (c + (low[left + c + ci] - lo) * <int>rowlen)
+            q0 += qn
+
+
 def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                        floating[:, :, :, ::1] y,         # OUT (n, oh, ow, c) window maxima
                        int[:, :, :, ::1] argmax,         # OUT (n, oh, ow, c) flat index in the image of each max
@@ -68,10 +118,17 @@ def max_pool2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
     cdef int nt = threads_for_work(<long long>n * oh * ow * c * kh * kw, ELEMENT_GRAIN, n, n_threads)
     if n == 0 or oh == 0 or ow == 0 or c == 0:
         return
+    # the 2x2 stride-2 window with no padding cell has its own vectorised path
+    cdef bint pair = (kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0
+                      and 2 * oh <= h and 2 * ow <= w and 2 * c <= PAIR_BUF)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
-            max_pool_image(&x[img, 0, 0, 0], &y[img, 0, 0, 0], &argmax[img, 0, 0, 0],
-                           h, w, c, oh, ow, kh, kw, sh, sw, pt, pl)
+            if pair:
+                max_pool_2x2_image(&x[img, 0, 0, 0], &y[img, 0, 0, 0], &argmax[img, 0, 0, 0],
+                                   h, w, c, oh, ow)
+            else:
+                max_pool_image(&x[img, 0, 0, 0], &y[img, 0, 0, 0], &argmax[img, 0, 0, 0],
+                               h, w, c, oh, ow, kh, kw, sh, sw, pt, pl)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c) dL/dy

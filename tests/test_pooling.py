@@ -97,6 +97,26 @@ def test_max_pool_gradient_goes_to_the_argmax_only():
     assert dx.reshape(2, 4).tolist() == [[0, 10, 0, 0], [0, 0, 20, 0]]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("hw,c", [((6, 8), 1), ((7, 5), 6), ((28, 28), 6), ((4, 6), 300)])
+def test_max_pool_2x2_ties_go_to_the_first_cell(dtype, hw, c):
+    # the 2x2 stride-2 path compares rows first; ties (many here: values 0..2, as after a ReLU)
+    # must still go to the window's first cell in row-major order, like every other window
+    x = np.random.default_rng(3).integers(0, 3, (2, *hw, c)).astype(dtype)
+    layer = layers.MaxPooling2D(dtype=dtype)
+    y = layer(x, training=True)
+    oh, ow = hw[0] // 2, hw[1] // 2
+    win = x[:, :2 * oh, :2 * ow].reshape(2, oh, 2, ow, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(2, oh, ow, c, 4)
+    np.testing.assert_array_equal(y, win.max(axis=-1))
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    first = np.zeros_like(win)
+    np.put_along_axis(first, win.argmax(axis=-1)[..., None], dy[..., None], axis=-1)
+    expected = np.zeros_like(x)
+    expected[:, :2 * oh, :2 * ow] = first.reshape(2, oh, ow, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(
+        2, 2 * oh, 2 * ow, c)
+    np.testing.assert_array_equal(layer.backward(dy), expected)
+
+
 def test_average_same_divides_by_real_cells():
     # 3x3 of ones, pool 2 stride 2 "same": every window averages to 1 (the padding is not counted)
     y = layers.AveragePooling2D(2, padding="same")(np.ones((1, 3, 3, 1)))
