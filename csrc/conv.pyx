@@ -11,6 +11,11 @@
 # single-threaded sgemm on them while they are hot in cache. Output rows of different images never
 # overlap, so the forward pass and dx need no synchronisation.
 #
+# Direct path. A stride-1 layer with few input channels (kw * channels small: a first layer on grey
+# or RGB images) makes a GEMM with a tiny dimension that BLAS runs slowly; there the forward pass and
+# dW skip the patches: each image is copied into zero-padded channel planes and the SIMD kernels of
+# _conv_direct.h run on them (dx, when wanted, still takes the transposed patches).
+#
 # Fixed-order reductions. dW and db sum over every image. The batch is cut into n_groups groups of
 # images that depend on the batch size only (never on the thread count); each group's sum goes to its
 # own slot of a partial buffer, and a second pass adds the slots in group order. The result is
@@ -20,6 +25,25 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
+
+
+cdef extern from "_conv_direct.h":
+    int DIRECT_MAX_BLOCK "CYDNN_CD_MAX_BLOCK"
+    int direct_set_level "cydnn_cd_set_level"(int level) noexcept nogil
+    void direct_forward_f "cydnn_cd_forward_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
+                                                const float* w, const float* bias, int f, int oh, int ow,
+                                                float* z) noexcept nogil
+    void direct_forward_d "cydnn_cd_forward_d"(const double* planes, int c, int ph, int pw, int kh, int kw,
+                                                const double* w, const double* bias, int f, int oh, int ow,
+                                                double* z) noexcept nogil
+    void direct_dw_f "cydnn_cd_dw_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
+                                      const float* dzpad, int lrow, int f, int oh, int ow, float* part,
+                                      int ls) noexcept nogil
+    void direct_dw_d "cydnn_cd_dw_d"(const double* planes, int c, int ph, int pw, int kh, int kw,
+                                      const double* dzpad, int lrow, int f, int oh, int ow, double* part,
+                                      int ls) noexcept nogil
+
+direct_set_level(-1)   # the widest SIMD level this CPU runs
 
 
 cdef struct Geom:
@@ -229,6 +253,79 @@ def col2im_transposed_2d(const floating[:, ::1] colt,   # IN  (kh*kw*c, oh*ow)
         col2im_transposed(&colt[0, 0], colt.shape[1], &x[0, 0, 0], &g)
 
 
+# ------------------------------------------------------------------------------ direct path
+cdef struct Planes:
+    # zero-padded channel planes (c, ph, pw) of one image; padded dz rows of lrow values; ls lanes
+    # per (channel, kernel row) in the weight-gradient partial sums
+    int ph, pw, lrow, ls
+
+
+cdef inline int round_up(int a, int b) noexcept nogil:
+    return (a + b - 1) // b * b
+
+
+cdef inline Planes make_planes(const Geom* g, int f) noexcept nogil:
+    cdef Planes d
+    d.ph = g.oh + g.kh - 1
+    d.pw = round_up(g.ow, DIRECT_MAX_BLOCK) + g.kw - 1
+    d.ls = round_up(g.kw * f, 64)   # a multiple of every level's block of lanes
+    d.lrow = (g.ow + g.kw - 1) * f + d.ls
+    return d
+
+
+cdef void fill_planes(const floating* x,   # IN  one image (h, w, c)
+                      floating* planes,    # OUT (c, ph, pw)
+                      const Geom* gp, const Planes* d) noexcept nogil:
+    """planes[ci, r, s] := x[r - pt, s - pl, ci], 0 outside the image."""
+    cdef Geom g = gp[0]
+    cdef Py_ssize_t r, s, ci, s0, s1, size = <Py_ssize_t>d.ph * d.pw
+    cdef const floating* src
+    cdef floating* dst
+    memset(planes, 0, <size_t>g.c * size * sizeof(floating))
+    s0 = max(0, g.pl)
+    s1 = min(d.pw, g.pl + g.w)
+    for r in range(max(0, g.pt), min(d.ph, g.pt + g.h)):
+        src = x + (r - g.pt) * g.w * g.c
+        for ci in range(g.c):
+            dst = planes + ci * size + r * d.pw
+            if g.c == 1:
+                for s in range(s0, s1):
+                    dst[s] = src[s - g.pl]
+            else:
+                for s in range(s0, s1):
+                    dst[s] = src[(s - g.pl) * g.c + ci]
+
+
+cdef void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
+                     floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
+                     const Geom* g, const Planes* d, int f) noexcept nogil:
+    cdef Py_ssize_t p, k, lead = <Py_ssize_t>(g.kw - 1) * f, run = <Py_ssize_t>g.ow * f
+    cdef floating* row
+    cdef const floating* src
+    for p in range(g.oh):
+        row = dzpad + p * d.lrow
+        src = dz + p * run
+        for k in range(lead):
+            row[k] = 0
+        for k in range(run):
+            row[lead + k] = src[k]
+        for k in range(lead + run, d.lrow):
+            row[k] = 0
+
+
+def direct_level(int level=-1):
+    """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA where the CPU has them;
+    negative: the widest this CPU runs) and return the level in force. For tests."""
+    return direct_set_level(level)
+
+
+def conv2d_direct_sizes(int h, int w, int c, int oh, int ow, int kh, int kw, int f):
+    """(scratch values per thread, weight-gradient partial values per group) of the direct path."""
+    cdef Geom g = make_geom(h, w, c, oh, ow, kh, kw, 1, 1, 0, 0, 1, 1)
+    cdef Planes d = make_planes(&g, f)
+    return (<Py_ssize_t>c * d.ph * d.pw + <Py_ssize_t>oh * d.lrow, <Py_ssize_t>c * kh * d.ls)
+
+
 # ------------------------------------------------------------------------------------- helpers
 cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
                                Py_ssize_t n) noexcept nogil:
@@ -295,8 +392,11 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                    floating[:, :, :, ::1] y,         # OUT (n, oh, ow, f) activation; may be z when linear
                    floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*kh*kw*c)
                    int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int chunk,
-                   int n_groups, bint transposed, int act, double alpha, int n_threads):
+                   int n_groups, bint transposed, bint direct, int act, double alpha, int n_threads):
     """z := conv(x, W) + b;  y := f(z). Padding beyond (pt, pl) is implied by the output size.
+
+    ``direct`` (stride and dilation 1 only; col then holds conv2d_direct_sizes' scratch): per image,
+    zero-padded planes and the direct kernel, then the activation.
 
     Per chunk of images: patches (im2col, or im2col_transposed when ``transposed``), one sgemm,
     then bias and activation on the rows while they are in cache. The images are cut into
@@ -318,7 +418,21 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
     cdef floating* zp = &z[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef const floating* bp = &b[0] if has_bias else NULL
+    cdef Planes d = make_planes(&g, f)
     if n == 0 or ohw == 0:
+        return
+    if direct:
+        # images are independent: any split over threads gives the same bits
+        nt = threads_for_work(<long long>n * ohw * kdim * f, GEMM_GRAIN, min(n, col.shape[0]), n_threads)
+        for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+            cbuf = &col[t, 0]
+            for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
+                fill_planes(&x[img, 0, 0, 0], cbuf, &g, &d)
+                if floating is float:
+                    direct_forward_f(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
+                else:
+                    direct_forward_d(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
+                rows_forward(act, alpha, zp, yp, img * ohw, (img + 1) * ohw, f)
         return
     chunk = max(1, chunk)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
@@ -367,12 +481,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                     floating[:, ::1] dw_part,          # scratch (groups, kh*kw*c*f) per-group dW
                     floating[:, ::1] db_part,          # scratch (groups, f) per-group db
                     int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw_, int chunk,
-                    bint transposed, int act, double alpha, bint accumulate, int n_threads):
+                    bint transposed, bint direct, int act, double alpha, bint accumulate, int n_threads):
     """dz := dy * f'(z);  dW (+)= sum_n col_n^T @ dz_n;  db (+)= sum of dz rows;  dx := col2im(dz @ W^T).
 
     The images are split into dw_part.shape[0] groups (a function of the batch size only); group g
     sums its images into dw_part[g] / db_part[g] and the groups are added in order afterwards.
-    ``transposed`` selects the patch layout, as in conv2d_forward.
+    ``transposed`` selects the patch layout, as in conv2d_forward. ``direct``: dW by the direct
+    kernel (dw_part rows then hold its (c, kh, ls) lane sums, conv2d_direct_sizes), dx by the
+    transposed patches.
     """
     cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = dw_part.shape[0]
     cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
@@ -391,10 +507,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
     cdef floating* dzp = &dz[0, 0, 0, 0]
     cdef floating* dwp = &dw_part[0, 0]
     cdef floating* dbp = &db_part[0, 0]
+    cdef Planes d = make_planes(&g, f)
+    cdef Py_ssize_t psize = dw_part.shape[1], planes_size = <Py_ssize_t>g.c * d.ph * d.pw
+    cdef Py_ssize_t i, j, ci, fi
+    cdef floating s
     if n == 0 or ohw == 0 or ng == 0:
         return
     chunk = max(1, chunk)
-    tr = transposed and not pointwise
+    tr = (transposed or direct) and not pointwise
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         g0 = block_start(ng, nt, t)
         g1 = block_start(ng, nt, t + 1)
@@ -412,7 +532,19 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 if act != LINEAR:
                     rows_backward(act, alpha, zp, yp, dyp, dzp, r0, r0 + rows, f)
                 # gradient with respect to the weights: this group's dW (+)= patches^T @ dz
-                if want_dw:
+                if want_dw and direct:
+                    if first:
+                        memset(dwp + grp * psize, 0, psize * sizeof(floating))
+                    for q in range(cnt):
+                        fill_planes(&x[img + q, 0, 0, 0], cbuf, &g, &d)
+                        fill_dzpad(dzp + r0 * f + q * ohw * f, cbuf + planes_size, &g, &d, f)
+                        if floating is float:
+                            direct_dw_f(cbuf, g.c, d.ph, d.pw, kh, kw, cbuf + planes_size, d.lrow, f, g.oh,
+                                        g.ow, dwp + grp * psize, d.ls)
+                        else:
+                            direct_dw_d(cbuf, g.c, d.ph, d.pw, kh, kw, cbuf + planes_size, d.lrow, f, g.oh,
+                                        g.ow, dwp + grp * psize, d.ls)
+                elif want_dw:
                     if tr:
                         for q in range(cnt):
                             im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
@@ -448,7 +580,17 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 first = False
                 img = img + cnt
     # the groups' partial sums, added in group order
-    if want_dw:
+    if want_dw and direct:
+        # lane (ci, i, (kw - 1 - j)*f + fi) of the direct kernel holds dW[i, j, ci, fi]
+        for i in range(kh):
+            for j in range(kw):
+                for ci in range(g.c):
+                    for fi in range(f):
+                        s = dw[(i * kw + j) * g.c + ci, fi] if accumulate else 0
+                        for grp in range(ng):
+                            s = s + dwp[grp * psize + (ci * kh + i) * d.ls + (kw - 1 - j) * f + fi]
+                        dw[(i * kw + j) * g.c + ci, fi] = s
+    elif want_dw:
         sum_partials(dwp, &dw[0, 0], ng, <Py_ssize_t>kdim * f, accumulate, n_threads)
     if want_db:
         sum_partials(dbp, &db[0], ng, f, accumulate, 1)

@@ -17,11 +17,16 @@ def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-@pytest.fixture(params=["rows", "transposed"])
+@pytest.fixture(params=["rows", "transposed", "direct", "direct-portable"])
 def layout(request, monkeypatch):
-    """Run a test with either patch layout (im2col rows, or im2col_transposed columns)."""
+    """Run a test with each way to a convolution: patches as rows (im2col), as columns
+    (im2col_transposed), or the direct kernels wherever they apply (stride and dilation 1) at the
+    widest SIMD level this CPU runs and at the portable one."""
     monkeypatch.setattr("cydnn.layers.convolutional._TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
-    return request.param
+    monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", 10 ** 9 if "direct" in request.param else 0)
+    _conv.direct_level(0 if request.param == "direct-portable" else -1)
+    yield request.param
+    _conv.direct_level(-1)
 
 
 # ------------------------------------------------------------------------- gradient checks
@@ -127,6 +132,45 @@ def test_zero_padding(cls, padding, shape):
 
 
 # ------------------------------------------------------------------------- im2col / col2im
+@pytest.mark.parametrize("level", [0, -1])
+@pytest.mark.parametrize("filters,kernel,padding,shape", [
+    (6, 5, "same", (3, 28, 28, 1)),              # LeNet's first layer
+    (9, (3, 5), "same", (2, 7, 40, 3)),          # several column blocks, odd filter count, RGB
+    (17, (2, 5), ((1, 2), (3, 0)), (2, 6, 9, 2)),  # weight-gradient lanes over several blocks
+    (4, 1, "valid", (2, 3, 5, 7)),               # pointwise
+    (3, (4, 2), "valid", (2, 4, 2, 1)),          # kernel as large as the input
+])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_direct_path_matches_patches(filters, kernel, padding, shape, dtype, level, monkeypatch):
+    # the direct kernels against im2col + GEMM on identical weights: forward, dx, dW, db
+    x, r = rand(*shape).astype(dtype), None
+    layer = layers.Conv2D(filters, kernel, padding=padding, activation="tanh", dtype=dtype,
+                          bias_initializer="glorot_uniform")
+    results = []
+    for below in (0, 10 ** 9):
+        monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", below)
+        layer._geoms.clear()   # the path is chosen with the geometry, once per input shape
+        _conv.direct_level(level if below else -1)
+        try:
+            y = layer(x, training=True)
+            r = rand(*y.shape, seed=5).astype(dtype) if r is None else r
+            results.append([y.copy(), layer.backward(r).copy()] + [g.copy() for g in layer.grads])
+        finally:
+            _conv.direct_level(-1)
+        assert layer._g["direct"] == bool(below)
+    for a, b in zip(*results):
+        # float32: sums over thousands of terms in other orders, judged against the largest entry
+        tol = 1e-12 if dtype == "float64" else 1e-5
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+def test_direct_level_is_clamped_to_the_cpu():
+    best = _conv.direct_level(-1)
+    assert best in (0, 1)
+    assert _conv.direct_level(0) == 0
+    assert _conv.direct_level(5) == best
+
+
 def test_col2im_is_the_adjoint_of_im2col():
     # <im2col(x), c> == <x, col2im(c)> for every geometry: the backward pass is the true transpose
     x = rand(6, 7, 3)

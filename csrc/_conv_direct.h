@@ -1,0 +1,93 @@
+/* Direct stride-1 convolution for layers with few input channels (a first layer on grey or RGB
+ * images), where im2col + GEMM runs a GEMM with a tiny dimension. The kernels themselves are in
+ * _conv_direct_impl.h, written once with GCC vector extensions and instantiated here for float and
+ * double at two widths:
+ *   level 0: 16-byte vectors, the portable build (SSE2 on x86-64, NEON on arm64);
+ *   level 1: 32-byte vectors compiled for AVX2 + FMA (x86-64 with GCC or clang only), chosen at run
+ *            time when the CPU has them, since the portable build has no -march flags.
+ * Both levels sum in the same order; they differ only by FMA rounding.
+ */
+#ifndef CYDNN_CONV_DIRECT_H
+#define CYDNN_CONV_DIRECT_H
+#include <stddef.h>
+#include <string.h>
+
+#define CD_ATTR
+#define CD_VBYTES 16
+#define CD_T float
+#define CD_NAME(x) cydnn_cd_##x##_f0
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#define CD_T double
+#define CD_NAME(x) cydnn_cd_##x##_d0
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#undef CD_VBYTES
+#undef CD_ATTR
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CYDNN_CD_AVX2 1
+#define CD_ATTR __attribute__((target("avx2,fma")))
+#define CD_VBYTES 32
+#define CD_T float
+#define CD_NAME(x) cydnn_cd_##x##_f1
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#define CD_T double
+#define CD_NAME(x) cydnn_cd_##x##_d1
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#undef CD_VBYTES
+#undef CD_ATTR
+#endif
+
+/* Output columns per block, at most, over every level: plane widths are rounded up to it. */
+#define CYDNN_CD_MAX_BLOCK 32
+
+static int cydnn_cd_level = 0;
+
+/* The widest level this CPU runs. */
+static int cydnn_cd_best_level(void) {
+#ifdef CYDNN_CD_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+/* Use `level` (clamped to what the CPU runs; negative: the best); returns the level in force. */
+static int cydnn_cd_set_level(int level) {
+    int best = cydnn_cd_best_level();
+    cydnn_cd_level = (level < 0 || level > best) ? best : level;
+    return cydnn_cd_level;
+}
+
+#ifdef CYDNN_CD_AVX2
+#define CYDNN_CD_DISPATCH(fn, suffix, args) \
+    do { if (cydnn_cd_level >= 1) cydnn_cd_##fn##_##suffix##1 args; else cydnn_cd_##fn##_##suffix##0 args; } while (0)
+#else
+#define CYDNN_CD_DISPATCH(fn, suffix, args) cydnn_cd_##fn##_##suffix##0 args
+#endif
+
+static void cydnn_cd_forward_f(const float* planes, int c, int ph, int pw, int kh, int kw, const float* w,
+                               const float* bias, int F, int oh, int ow, float* z) {
+    CYDNN_CD_DISPATCH(forward_image, f, (planes, c, ph, pw, kh, kw, w, bias, F, oh, ow, z));
+}
+static void cydnn_cd_forward_d(const double* planes, int c, int ph, int pw, int kh, int kw, const double* w,
+                               const double* bias, int F, int oh, int ow, double* z) {
+    CYDNN_CD_DISPATCH(forward_image, d, (planes, c, ph, pw, kh, kw, w, bias, F, oh, ow, z));
+}
+static void cydnn_cd_dw_f(const float* planes, int c, int ph, int pw, int kh, int kw, const float* dzpad,
+                          int lrow, int F, int oh, int ow, float* part, int ls) {
+    CYDNN_CD_DISPATCH(dw_image, f, (planes, c, ph, pw, kh, kw, dzpad, lrow, F, oh, ow, part, ls));
+}
+static void cydnn_cd_dw_d(const double* planes, int c, int ph, int pw, int kh, int kw, const double* dzpad,
+                          int lrow, int F, int oh, int ow, double* part, int ls) {
+    CYDNN_CD_DISPATCH(dw_image, d, (planes, c, ph, pw, kh, kw, dzpad, lrow, F, oh, ow, part, ls));
+}
+
+#endif
