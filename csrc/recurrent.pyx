@@ -28,9 +28,9 @@
 # zero_output_for_mask (Bidirectional with return_sequences).
 #
 # float32 with the default activations (sigmoid gates, tanh) runs vectorised C kernels (below,
-# compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time) with a Cephes-style
-# expf/tanhf (relative error ~1e-7); every other case runs the generic path with the activation
-# code of _activation.pxd in double precision (float64 gradient checks go through it).
+# compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time) on the float32
+# exp/sigmoid/tanh of _fastmath.h (errors ~1e-7); every other case runs the generic path with the
+# activation code of _activation.pxd in double precision (float64 gradient checks go through it).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
@@ -47,50 +47,9 @@ cdef extern from *:
     #define CYDNN_CLONES
     #endif
 
-    /* The cell kernels below are written branch-free so they vectorise: selects (a ? b : c) on
-       floats are only if-converted without trapping-math, so that is off for them alone. */
-    #pragma GCC push_options
-    #pragma GCC optimize ("no-trapping-math")
-
-    /* e^x for float, Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial,
-       2^n by building the exponent bits. n is rounded by adding 1.5 * 2^23 (its low mantissa bits
-       then hold n), which vectorises where a float-to-int conversion does not. Clamped to +-87
-       so 2^n stays a normal float. */
-    static inline float cydnn_expf(float x) {
-        x = x < 87.0f ? x : 87.0f;
-        x = x > -87.0f ? x : -87.0f;
-        float t = x * 1.44269504088896341f + 12582912.0f;
-        int ti;
-        memcpy(&ti, &t, sizeof ti);
-        int n = ti - 0x4B400000;                 /* the bits of 12582912.0f */
-        float fn = t - 12582912.0f;
-        x = x - fn * 0.693359375f;               /* ln2 in two parts, exact product first */
-        x = x + fn * 2.12194440e-4f;
-        float y = 1.9875691500e-4f;
-        y = y * x + 1.3981999507e-3f;
-        y = y * x + 8.3334519073e-3f;
-        y = y * x + 4.1665795894e-2f;
-        y = y * x + 1.6666665459e-1f;
-        y = y * x + 5.0000001201e-1f;
-        y = y * (x * x) + x + 1.0f;
-        int bits = (n + 127) << 23;
-        float scale;
-        memcpy(&scale, &bits, sizeof scale);
-        return y * scale;
-    }
-
-    static inline float cydnn_sigmoidf(float x) { return 1.0f / (1.0f + cydnn_expf(-x)); }
-
-    /* tanh for float, Cephes tanhf: an odd polynomial for |x| < 0.625, else 1 - 2 / (e^{2|x|} + 1). */
-    static inline float cydnn_tanhf(float x) {
-        float ax = x < 0 ? -x : x;
-        float z = x * x;
-        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
-                        + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
-        float big = 1.0f - 2.0f / (cydnn_expf(2.0f * ax) + 1.0f);
-        big = x < 0 ? -big : big;
-        return ax < 0.625f ? small : big;
-    }
+    /* The cell kernels below are branch-free loops over a row's units so gcc vectorises them
+       (float selects if-convert because setup.py builds with -fno-trapping-math). */
+    #include "_fastmath.h"   /* cydnn_fast_expf, cydnn_fast_sigmoidf, cydnn_fast_tanhf */
 
     /* LSTM step on nr rows (sigmoid gates, tanh): z (nr x 4u) pre-activations i, f, c~, o;
        a := (i, f, g, o); c := f * cp + i * g; t := tanh(c); h := o * t. Each gate's slice of a row
@@ -101,12 +60,12 @@ cdef extern from *:
             float* restrict ai, float* restrict af, float* restrict ag, float* restrict ao,
             const float* restrict cp, float* restrict c, float* restrict t, float* restrict h) {
         for (int j = 0; j < u; j++) {
-            float ig = cydnn_sigmoidf(zi[j]);
-            float fg = cydnn_sigmoidf(zf[j]);
-            float gg = cydnn_tanhf(zg[j]);
-            float og = cydnn_sigmoidf(zo[j]);
+            float ig = cydnn_fast_sigmoidf(zi[j]);
+            float fg = cydnn_fast_sigmoidf(zf[j]);
+            float gg = cydnn_fast_tanhf(zg[j]);
+            float og = cydnn_fast_sigmoidf(zo[j]);
             float cc = fg * cp[j] + ig * gg;
-            float tt = cydnn_tanhf(cc);
+            float tt = cydnn_fast_tanhf(cc);
             ai[j] = ig; af[j] = fg; ag[j] = gg; ao[j] = og;
             c[j] = cc; t[j] = tt; h[j] = og * tt;
         }
@@ -158,10 +117,10 @@ cdef extern from *:
         for (int j = 0; j < u; j++) {
             float pz = xz[j] + qz[j] + bz[j];
             float pr = xr[j] + qr[j] + br[j];
-            float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
+            float zg = cydnn_fast_sigmoidf(pz), rg = cydnn_fast_sigmoidf(pr);
             float rhv = qh[j] + bh[j];
             float ph = xh[j] + rg * rhv;
-            float hh = cydnn_tanhf(ph);
+            float hh = cydnn_fast_tanhf(ph);
             xz[j] = pz; xr[j] = pr; xh[j] = ph;
             az[j] = zg; ar[j] = rg; ah[j] = hh;
             rh[j] = rhv;
@@ -207,7 +166,7 @@ cdef extern from *:
 
     /* SimpleRNN step (tanh) on n values: h := tanh(z). */
     CYDNN_CLONES static void cydnn_tanh_forward_f(int n, const float* restrict z, float* restrict h) {
-        for (int j = 0; j < n; j++) h[j] = cydnn_tanhf(z[j]);
+        for (int j = 0; j < n; j++) h[j] = cydnn_fast_tanhf(z[j]);
     }
 
     /* SimpleRNN gate gradient (tanh) on n values: dz := g * (1 - h^2). */
@@ -224,7 +183,7 @@ cdef extern from *:
             float* restrict ar, const float* restrict hp, float* restrict rhp) {
         for (int j = 0; j < u; j++) {
             float pz = xz[j] + qz[j], pr = xr[j] + qr[j];
-            float zg = cydnn_sigmoidf(pz), rg = cydnn_sigmoidf(pr);
+            float zg = cydnn_fast_sigmoidf(pz), rg = cydnn_fast_sigmoidf(pr);
             xz[j] = pz; xr[j] = pr; az[j] = zg; ar[j] = rg;
             rhp[j] = rg * hp[j];
         }
@@ -246,7 +205,7 @@ cdef extern from *:
             const float* restrict hp, float* restrict h) {
         for (int j = 0; j < u; j++) {
             float ph = xh[j] + qh[j];
-            float hh = cydnn_tanhf(ph);
+            float hh = cydnn_fast_tanhf(ph);
             xh[j] = ph; ah[j] = hh;
             h[j] = az[j] * hp[j] + (1.0f - az[j]) * hh;
         }
@@ -291,7 +250,6 @@ cdef extern from *:
         }
     }
 
-    #pragma GCC pop_options
     """
     void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, const float* z, float* a,
         const float* cp, float* c, float* t, float* h) noexcept nogil
@@ -312,8 +270,8 @@ cdef extern from *:
         const float* g, float* dz, float* dh) noexcept nogil
     void gru_rb_backward2_f "cydnn_gru_rb_backward2_f"(int u, const float* ar, const float* hp,
         const float* drhp, float* dzr, float* dh) noexcept nogil
-    float expf_approx "cydnn_expf"(float x) noexcept nogil
-    float tanhf_approx "cydnn_tanhf"(float x) noexcept nogil
+    float expf_approx "cydnn_fast_expf"(float x) noexcept nogil
+    float tanhf_approx "cydnn_fast_tanhf"(float x) noexcept nogil
 
 
 cdef enum:
@@ -321,12 +279,12 @@ cdef enum:
 
 
 def fast_tanh(floating x):
-    """The float32 tanh of the vectorised kernels (for tests)."""
+    """The float32 tanh of the vectorised kernels (_fastmath.h; for tests)."""
     return tanhf_approx(<float>x)
 
 
 def fast_exp(floating x):
-    """The float32 exp of the vectorised kernels (for tests)."""
+    """The float32 exp of the vectorised kernels (_fastmath.h; for tests)."""
     return expf_approx(<float>x)
 
 
