@@ -486,6 +486,12 @@ def test_bad_inputs_name_the_layer_expectation_and_received():
         layers.GRU(2, name="g")(np.zeros((3, 4, 1)), initial_state=np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"SimpleRNN 's': expected at least one time step"):
         layers.SimpleRNN(2, name="s")(np.zeros((3, 0, 1)))
+    lstm_s = layers.LSTM(4, return_state=True, name="st")
+    lstm_s(np.zeros((2, 5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"LSTM 'st': expected 3 output gradient\(s\) \[output, h, c\], received 2"):
+        lstm_s.backward([np.zeros((2, 4), np.float32)] * 2)
+    with pytest.raises(ValueError, match=r"LSTM 'st': expected the gradient of state c of shape \(2, 4\)"):
+        lstm_s.backward([np.zeros((2, 4), np.float32), None, np.zeros((2, 5), np.float32)])
     with pytest.raises(ValueError, match="expected units to be a positive int"):
         layers.LSTM(0)
     with pytest.raises(ValueError, match="expected an elementwise activation"):

@@ -231,9 +231,10 @@ class _RNN(Layer):
         u = self.units
         if isinstance(dy, (list, tuple)):
             dys = list(dy)
-            if len(dys) != 1 + (self._n_states if self.return_state else 0):
-                raise ValueError(f"{describe(self)}: expected {1 + self._n_states} output gradients "
-                                 f"[output, {', '.join(self._state_names)}], received {len(dys)}")
+            names = ["output"] + (list(self._state_names) if self.return_state else [])
+            if len(dys) != len(names):
+                raise ValueError(f"{describe(self)}: expected {len(names)} output gradient(s) "
+                                 f"[{', '.join(names)}], received {len(dys)}")
         else:
             dys = [dy]
         dys = dys + [None] * (1 + self._n_states - len(dys))
