@@ -1,7 +1,7 @@
 """Layer wrappers: Bidirectional."""
 import numpy as np
 
-from .._validation import describe
+from .._validation import as_float_array, describe
 from .base import Layer
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -157,7 +157,6 @@ class Bidirectional(Layer):
     def __call__(self, x, training=False, mask=None, initial_state=None):
         if getattr(x, "_cydnn_symbolic_call", None) is not None:
             return super().__call__(x, training=training)
-        from .._validation import as_float_array
         x = as_float_array(x, self.dtype, describe(self))
         if x.ndim != 3:
             raise ValueError(f"{describe(self)}: expected input of rank 3 (batch, time, features), "
