@@ -251,3 +251,22 @@ def test_gru_reset_before_both_directions_gradients(return_sequences):
     assert [w.shape for w in bi.weights] == [(2, 6), (2, 6), (6,)] * 2
     assert not bi.backward_layer.reset_after
     check_layer_gradients(bi, x, rtol=1e-6, atol=1e-8)
+
+
+def test_multi_output_forms_in_the_functional_api():
+    """return_state gives [merged, forward h, c, backward h, c]; merge_mode=None two sequences;
+    each flows on as its own tensor and states that feed nothing get zero gradients."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((32, 7, 3)).astype(np.float32)
+    y = rng.standard_normal((32, 1)).astype(np.float32)
+    inp = cydnn.Input(shape=(7, 3))
+    out, hf, cf, hb, cb = layers.Bidirectional(layers.LSTM(4, return_state=True))(inp)
+    a, b = layers.Bidirectional(layers.GRU(3, return_sequences=True), merge_mode=None)(inp)
+    z = layers.Dense(1)(layers.Concatenate()([out, hf, cb, layers.GRU(2)(layers.Add()([a, b]))]))
+    model = cydnn.Model(inp, z)
+    assert model.layers[1].compute_output_shape((None, 7, 3)) == [(None, 8)] + [(None, 4)] * 4
+    model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="mse")
+    first = model.evaluate(x, y)
+    for _ in range(30):
+        model.train_on_batch(x, y)
+    assert model.evaluate(x, y) < 0.8 * first
