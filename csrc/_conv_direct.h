@@ -14,6 +14,9 @@
 
 #define CD_ATTR
 #define CD_VBYTES 16
+#define CD_FV 2
+#define CD_XP 5
+#define CD_EB 5
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f0
 #include "_conv_direct_impl.h"
@@ -26,11 +29,17 @@
 #undef CD_NAME
 #undef CD_VBYTES
 #undef CD_ATTR
+#undef CD_FV
+#undef CD_XP
+#undef CD_EB
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CYDNN_CD_AVX2 1
 #define CD_ATTR __attribute__((target("avx2,fma")))
 #define CD_VBYTES 32
+#define CD_FV 2
+#define CD_XP 6
+#define CD_EB 6
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f1
 #include "_conv_direct_impl.h"
@@ -43,6 +52,9 @@
 #undef CD_NAME
 #undef CD_VBYTES
 #undef CD_ATTR
+#undef CD_FV
+#undef CD_XP
+#undef CD_EB
 #endif
 
 /* Output columns per block, at most, over every level: plane widths are rounded up to it. */
@@ -88,6 +100,27 @@ static void cydnn_cd_dw_f(const float* planes, int c, int ph, int pw, int kh, in
 static void cydnn_cd_dw_d(const double* planes, int c, int ph, int pw, int kh, int kw, const double* dzpad,
                           int lrow, int F, int oh, int ow, double* part, int ls) {
     CYDNN_CD_DISPATCH(dw_image, d, (planes, c, ph, pw, kh, kw, dzpad, lrow, F, oh, ow, part, ls));
+}
+
+
+/* Values of slack after the padded image of the filters-as-lanes kernels, for every level. */
+#define CYDNN_CD_SLACK(c, sw) ((16 * (sw) + 16) * (c) + 64)
+
+static void cydnn_cd_nhwc_forward_f(const float* xp, int wp, int c, int kh, int kw, int sh, int sw, const float* w,
+                                    const float* bias, int F, int oh, int ow, float* z) {
+    CYDNN_CD_DISPATCH(nhwc_forward, f, (xp, wp, c, kh, kw, sh, sw, w, bias, F, oh, ow, z));
+}
+static void cydnn_cd_nhwc_forward_d(const double* xp, int wp, int c, int kh, int kw, int sh, int sw, const double* w,
+                                    const double* bias, int F, int oh, int ow, double* z) {
+    CYDNN_CD_DISPATCH(nhwc_forward, d, (xp, wp, c, kh, kw, sh, sw, w, bias, F, oh, ow, z));
+}
+static void cydnn_cd_nhwc_dw_f(const float* xp, int wp, int c, int kh, int kw, int sh, int sw, const float* dz,
+                               int F, int oh, int ow, float* part) {
+    CYDNN_CD_DISPATCH(nhwc_dw, f, (xp, wp, c, kh, kw, sh, sw, dz, F, oh, ow, part));
+}
+static void cydnn_cd_nhwc_dw_d(const double* xp, int wp, int c, int kh, int kw, int sh, int sw, const double* dz,
+                               int F, int oh, int ow, double* part) {
+    CYDNN_CD_DISPATCH(nhwc_dw, d, (xp, wp, c, kh, kw, sh, sw, dz, F, oh, ow, part));
 }
 
 #endif

@@ -29,7 +29,18 @@ from _activation cimport rows_forward, rows_backward, LINEAR
 
 cdef extern from "_conv_direct.h":
     int DIRECT_MAX_BLOCK "CYDNN_CD_MAX_BLOCK"
+    int direct_slack "CYDNN_CD_SLACK"(int c, int sw) noexcept nogil
     int direct_set_level "cydnn_cd_set_level"(int level) noexcept nogil
+    void lanes_forward_f "cydnn_cd_nhwc_forward_f"(const float* xp, int wp, int c, int kh, int kw, int sh, int sw,
+                                                    const float* w, const float* bias, int f, int oh, int ow,
+                                                    float* z) noexcept nogil
+    void lanes_forward_d "cydnn_cd_nhwc_forward_d"(const double* xp, int wp, int c, int kh, int kw, int sh, int sw,
+                                                    const double* w, const double* bias, int f, int oh, int ow,
+                                                    double* z) noexcept nogil
+    void lanes_dw_f "cydnn_cd_nhwc_dw_f"(const float* xp, int wp, int c, int kh, int kw, int sh, int sw,
+                                          const float* dz, int f, int oh, int ow, float* part) noexcept nogil
+    void lanes_dw_d "cydnn_cd_nhwc_dw_d"(const double* xp, int wp, int c, int kh, int kw, int sh, int sw,
+                                          const double* dz, int f, int oh, int ow, double* part) noexcept nogil
     void direct_forward_f "cydnn_cd_forward_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
                                                 const float* w, const float* bias, int f, int oh, int ow,
                                                 float* z) noexcept nogil
@@ -44,6 +55,12 @@ cdef extern from "_conv_direct.h":
                                       int ls) noexcept nogil
 
 direct_set_level(-1)   # the widest SIMD level this CPU runs
+
+# the ways to a convolution (the ``direct`` argument of conv2d_forward / conv2d_backward)
+cdef enum:
+    PATCHES = 0   # im2col (rows or transposed) + GEMM
+    PLANES = 1    # direct, output columns as vector lanes (few input channels, stride 1)
+    LANES = 2     # direct, filters as vector lanes (filters a multiple of 16, no dilation)
 
 
 cdef struct Geom:
@@ -313,16 +330,46 @@ cdef void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
             row[k] = 0
 
 
+cdef inline int padded_rows(const Geom* g) noexcept nogil:
+    return (g.oh - 1) * g.sh + g.kh
+
+
+cdef inline int padded_cols(const Geom* g) noexcept nogil:
+    return (g.ow - 1) * g.sw + g.kw
+
+
+cdef void fill_padded(const floating* x,   # IN  one image (h, w, c)
+                      floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
+                      const Geom* gp) noexcept nogil:
+    """xp[r, s, :] := x[r - pt, s - pl, :], 0 outside (filters-as-lanes path)."""
+    cdef Geom g = gp[0]
+    cdef int hp = padded_rows(&g), wp = padded_cols(&g)
+    cdef Py_ssize_t r, k, s0 = max(0, g.pl), s1 = min(wp, g.pl + g.w)
+    cdef floating* dst
+    cdef const floating* src
+    memset(xp, 0, (<size_t>hp * wp * g.c + direct_slack(g.c, g.sw)) * sizeof(floating))
+    if s1 <= s0:
+        return
+    for r in range(max(0, g.pt), min(hp, g.pt + g.h)):
+        dst = xp + (r * wp + s0) * g.c
+        src = x + ((r - g.pt) * g.w + s0 - g.pl) * g.c
+        for k in range((s1 - s0) * g.c):
+            dst[k] = src[k]
+
+
 def direct_level(int level=-1):
     """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA where the CPU has them;
     negative: the widest this CPU runs) and return the level in force. For tests."""
     return direct_set_level(level)
 
 
-def conv2d_direct_sizes(int h, int w, int c, int oh, int ow, int kh, int kw, int f):
-    """(scratch values per thread, weight-gradient partial values per group) of the direct path."""
-    cdef Geom g = make_geom(h, w, c, oh, ow, kh, kw, 1, 1, 0, 0, 1, 1)
+def conv2d_direct_sizes(int mode, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int f):
+    """(scratch values per thread, weight-gradient partial values per group) of a direct path:
+    mode 1 (planes) or 2 (filters as lanes)."""
+    cdef Geom g = make_geom(h, w, c, oh, ow, kh, kw, sh, sw, 0, 0, 1, 1)
     cdef Planes d = make_planes(&g, f)
+    if mode == LANES:
+        return (<Py_ssize_t>padded_rows(&g) * padded_cols(&g) * c + direct_slack(c, sw), <Py_ssize_t>kh * kw * c * f)
     return (<Py_ssize_t>c * d.ph * d.pw + <Py_ssize_t>oh * d.lrow, <Py_ssize_t>c * kh * d.ls)
 
 
@@ -392,11 +439,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                    floating[:, :, :, ::1] y,         # OUT (n, oh, ow, f) activation; may be z when linear
                    floating[:, ::1] col,             # scratch (>= threads, chunk*oh*ow*kh*kw*c)
                    int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int chunk,
-                   int n_groups, bint transposed, bint direct, int act, double alpha, int n_threads):
+                   int n_groups, bint transposed, int direct, int act, double alpha, int n_threads):
     """z := conv(x, W) + b;  y := f(z). Padding beyond (pt, pl) is implied by the output size.
 
-    ``direct`` (stride and dilation 1 only; col then holds conv2d_direct_sizes' scratch): per image,
-    zero-padded planes and the direct kernel, then the activation.
+    ``direct`` 1 (planes: stride and dilation 1) or 2 (filters as lanes: filters a multiple of 16,
+    dilation 1); col then holds conv2d_direct_sizes' scratch: per image, a zero-padded copy and the
+    direct kernel, then the activation.
 
     Per chunk of images: patches (im2col, or im2col_transposed when ``transposed``), one sgemm,
     then bias and activation on the rows while they are in cache. The images are cut into
@@ -427,11 +475,20 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
         for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
             cbuf = &col[t, 0]
             for img in range(block_start(n, nt, t), block_start(n, nt, t + 1)):
-                fill_planes(&x[img, 0, 0, 0], cbuf, &g, &d)
-                if floating is float:
-                    direct_forward_f(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
+                if direct == LANES:
+                    fill_padded(&x[img, 0, 0, 0], cbuf, &g)
+                    if floating is float:
+                        lanes_forward_f(cbuf, padded_cols(&g), g.c, kh, kw, sh, sw, &w[0, 0], bp, f, g.oh, g.ow,
+                                        zp + img * ohw * f)
+                    else:
+                        lanes_forward_d(cbuf, padded_cols(&g), g.c, kh, kw, sh, sw, &w[0, 0], bp, f, g.oh, g.ow,
+                                        zp + img * ohw * f)
                 else:
-                    direct_forward_d(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
+                    fill_planes(&x[img, 0, 0, 0], cbuf, &g, &d)
+                    if floating is float:
+                        direct_forward_f(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
+                    else:
+                        direct_forward_d(cbuf, g.c, d.ph, d.pw, kh, kw, &w[0, 0], bp, f, g.oh, g.ow, zp + img * ohw * f)
                 rows_forward(act, alpha, zp, yp, img * ohw, (img + 1) * ohw, f)
         return
     chunk = max(1, chunk)
@@ -481,14 +538,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                     floating[:, ::1] dw_part,          # scratch (groups, kh*kw*c*f) per-group dW
                     floating[:, ::1] db_part,          # scratch (groups, f) per-group db
                     int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw_, int chunk,
-                    bint transposed, bint direct, int act, double alpha, bint accumulate, int n_threads):
+                    bint transposed, int direct, int act, double alpha, bint accumulate, int n_threads):
     """dz := dy * f'(z);  dW (+)= sum_n col_n^T @ dz_n;  db (+)= sum of dz rows;  dx := col2im(dz @ W^T).
 
     The images are split into dw_part.shape[0] groups (a function of the batch size only); group g
     sums its images into dw_part[g] / db_part[g] and the groups are added in order afterwards.
-    ``transposed`` selects the patch layout, as in conv2d_forward. ``direct``: dW by the direct
-    kernel (dw_part rows then hold its (c, kh, ls) lane sums, conv2d_direct_sizes), dx by the
-    transposed patches.
+    ``transposed`` selects the patch layout, as in conv2d_forward. ``direct`` 1 (planes): dW by the
+    direct kernel (dw_part rows then hold its (c, kh, ls) lane sums, conv2d_direct_sizes), dx by the
+    transposed patches; 2 (filters as lanes): dW by its direct kernel, dx by the patches.
     """
     cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = dw_part.shape[0]
     cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
@@ -514,7 +571,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
     if n == 0 or ohw == 0 or ng == 0:
         return
     chunk = max(1, chunk)
-    tr = (transposed or direct) and not pointwise
+    tr = (transposed or direct == PLANES) and not pointwise
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         g0 = block_start(ng, nt, t)
         g1 = block_start(ng, nt, t + 1)
@@ -532,7 +589,18 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 if act != LINEAR:
                     rows_backward(act, alpha, zp, yp, dyp, dzp, r0, r0 + rows, f)
                 # gradient with respect to the weights: this group's dW (+)= patches^T @ dz
-                if want_dw and direct:
+                if want_dw and direct == LANES:
+                    if first:
+                        memset(dwp + <Py_ssize_t>grp * kdim * f, 0, <size_t>kdim * f * sizeof(floating))
+                    for q in range(cnt):
+                        fill_padded(&x[img + q, 0, 0, 0], cbuf, &g)
+                        if floating is float:
+                            lanes_dw_f(cbuf, padded_cols(&g), g.c, kh, kw, sh, sw, dzp + (r0 + q * ohw) * f, f,
+                                       g.oh, g.ow, dwp + <Py_ssize_t>grp * kdim * f)
+                        else:
+                            lanes_dw_d(cbuf, padded_cols(&g), g.c, kh, kw, sh, sw, dzp + (r0 + q * ohw) * f, f,
+                                       g.oh, g.ow, dwp + <Py_ssize_t>grp * kdim * f)
+                elif want_dw and direct == PLANES:
                     if first:
                         memset(dwp + grp * psize, 0, psize * sizeof(floating))
                     for q in range(cnt):
@@ -580,7 +648,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 first = False
                 img = img + cnt
     # the groups' partial sums, added in group order
-    if want_dw and direct:
+    if want_dw and direct == PLANES:
         # lane (ci, i, (kw - 1 - j)*f + fi) of the direct kernel holds dW[i, j, ci, fi]
         for i in range(kh):
             for j in range(kw):

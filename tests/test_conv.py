@@ -17,13 +17,20 @@ def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
+def use_direct(monkeypatch, on):
+    """Let the direct kernels take the layers they apply to (planes: stride and dilation 1, few
+    channels, as by default; filters as lanes: any multiple of 16 filters, dilation 1), or none."""
+    monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", 16 if on else 0)
+    monkeypatch.setattr("cydnn.layers.convolutional._LANES_MAX_FILTERS", 10 ** 9 if on else 0)
+
+
 @pytest.fixture(params=["rows", "transposed", "direct", "direct-portable"])
 def layout(request, monkeypatch):
     """Run a test with each way to a convolution: patches as rows (im2col), as columns
-    (im2col_transposed), or the direct kernels wherever they apply (stride and dilation 1) at the
-    widest SIMD level this CPU runs and at the portable one."""
+    (im2col_transposed), or the direct kernels wherever they apply, at the widest SIMD level this
+    CPU runs and at the portable one."""
     monkeypatch.setattr("cydnn.layers.convolutional._TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
-    monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", 10 ** 9 if "direct" in request.param else 0)
+    use_direct(monkeypatch, "direct" in request.param)
     _conv.direct_level(0 if request.param == "direct-portable" else -1)
     yield request.param
     _conv.direct_level(-1)
@@ -60,6 +67,25 @@ def test_single_channel_conv2d_gradients(kernel, strides, padding, dilation, lay
     # grey images: the transposed layout copies whole rows here (its stride-1, 1-channel fast path)
     layer = layers.Conv2D(4, kernel, strides=strides, padding=padding, dilation_rate=dilation, **F64)
     check_layer_gradients(layer, rand(3, 7, 6, 1))
+
+
+# filters as vector lanes: a multiple of 16 filters, any stride and padding
+LANES_GRID = [
+    # kernel, strides, padding, input (h, w), channels (kw * channels >= 16 at stride 1: not planes)
+    ((3, 3), 1, "valid", (5, 6), 6),
+    ((3, 2), 2, "same", (7, 5), 3),
+    ((2, 3), 3, ((1, 0), (2, 1)), (7, 8), 2),
+    ((1, 1), 1, "valid", (4, 5), 17),
+    ((5, 5), 1, "valid", (9, 9), 6),      # LeNet's second layer, on a smaller image
+]
+
+
+@pytest.mark.parametrize("filters", [16, 32])
+@pytest.mark.parametrize("kernel,strides,padding,hw,channels", LANES_GRID)
+def test_conv2d_lanes_gradients(kernel, strides, padding, hw, channels, filters, layout):
+    layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, **F64)
+    check_layer_gradients(layer, rand(2, *hw, channels))
+    assert layer._g["direct"] == (2 if "direct" in layout else 0)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softmax", "elu"])
@@ -133,31 +159,34 @@ def test_zero_padding(cls, padding, shape):
 
 # ------------------------------------------------------------------------- im2col / col2im
 @pytest.mark.parametrize("level", [0, -1])
-@pytest.mark.parametrize("filters,kernel,padding,shape", [
-    (6, 5, "same", (3, 28, 28, 1)),              # LeNet's first layer
-    (9, (3, 5), "same", (2, 7, 40, 3)),          # several column blocks, odd filter count, RGB
-    (17, (2, 5), ((1, 2), (3, 0)), (2, 6, 9, 2)),  # weight-gradient lanes over several blocks
-    (4, 1, "valid", (2, 3, 5, 7)),               # pointwise
-    (3, (4, 2), "valid", (2, 4, 2, 1)),          # kernel as large as the input
+@pytest.mark.parametrize("filters,kernel,strides,padding,shape,mode", [
+    (6, 5, 1, "same", (3, 28, 28, 1), 1),                # LeNet's first layer
+    (9, (3, 5), 1, "same", (2, 7, 40, 3), 1),            # several column blocks, odd filter count, RGB
+    (17, (2, 5), 1, ((1, 2), (3, 0)), (2, 6, 9, 2), 1),  # weight-gradient lanes over several blocks
+    (4, 1, 1, "valid", (2, 3, 5, 7), 1),                 # pointwise
+    (3, (4, 2), 1, "valid", (2, 4, 2, 1), 1),            # kernel as large as the input
+    (16, 5, 1, "valid", (3, 14, 14, 6), 2),              # LeNet's second layer: filters as lanes
+    (32, 3, 2, "same", (2, 9, 11, 8), 2),                # strided, padded, two blocks of filters
+    (16, (3, 1), (1, 2), "valid", (2, 5, 23, 5), 2),     # a row longer than a block of positions
 ])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_direct_path_matches_patches(filters, kernel, padding, shape, dtype, level, monkeypatch):
+def test_direct_path_matches_patches(filters, kernel, strides, padding, shape, mode, dtype, level, monkeypatch):
     # the direct kernels against im2col + GEMM on identical weights: forward, dx, dW, db
     x, r = rand(*shape).astype(dtype), None
-    layer = layers.Conv2D(filters, kernel, padding=padding, activation="tanh", dtype=dtype,
+    layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="tanh", dtype=dtype,
                           bias_initializer="glorot_uniform")
     results = []
-    for below in (0, 10 ** 9):
-        monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", below)
+    for on in (False, True):
+        use_direct(monkeypatch, on)
         layer._geoms.clear()   # the path is chosen with the geometry, once per input shape
-        _conv.direct_level(level if below else -1)
+        _conv.direct_level(level if on else -1)
         try:
             y = layer(x, training=True)
             r = rand(*y.shape, seed=5).astype(dtype) if r is None else r
             results.append([y.copy(), layer.backward(r).copy()] + [g.copy() for g in layer.grads])
         finally:
             _conv.direct_level(-1)
-        assert layer._g["direct"] == bool(below)
+        assert layer._g["direct"] == (mode if on else 0)
     for a, b in zip(*results):
         # float32: sums over thousands of terms in other orders, judged against the largest entry
         tol = 1e-12 if dtype == "float64" else 1e-5
@@ -360,6 +389,7 @@ def test_accumulate_grads_and_no_input_grad():
 # shapes well above the kernels' per-thread work grain (~1M multiply-adds), so 2 and 3 threads
 # really split the batch
 @pytest.mark.parametrize("make", [lambda: layers.Conv2D(16, 3, padding="same", activation="relu"),
+                                  lambda: layers.Conv2D(32, 3, strides=2, activation="relu"),
                                   lambda: layers.Conv1D(32, 5, strides=2),
                                   lambda: layers.DepthwiseConv2D(3, depth_multiplier=2)])
 def test_results_do_not_depend_on_thread_count(make, monkeypatch, layout):
