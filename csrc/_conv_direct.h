@@ -1,19 +1,25 @@
-/* Direct stride-1 convolution for layers with few input channels (a first layer on grey or RGB
- * images), where im2col + GEMM runs a GEMM with a tiny dimension. The kernels themselves are in
+/* Direct convolution kernels, where im2col + GEMM runs a GEMM with a tiny dimension: a first layer
+ * on grey or RGB images (planes: output columns as vector lanes), or a layer with 16 or 32 filters
+ * (filters as lanes: an implicit GEMM on the NHWC rows, no patches). The kernels themselves are in
  * _conv_direct_impl.h, written once with GCC vector extensions and instantiated here for float and
- * double at two widths:
+ * double at three levels, since the portable build has no -march flags:
  *   level 0: 16-byte vectors, the portable build (SSE2 on x86-64, NEON on arm64);
- *   level 1: 32-byte vectors compiled for AVX2 + FMA (x86-64 with GCC or clang only), chosen at run
- *            time when the CPU has them, since the portable build has no -march flags.
- * Both levels sum in the same order; they differ only by FMA rounding.
+ *   level 1: 32-byte vectors compiled for AVX2 + FMA,
+ *   level 2: 64-byte vectors compiled for AVX-512F (x86-64 with GCC or clang only for 1 and 2),
+ * the widest the CPU runs chosen at import (cydnn_cd_set_level). All levels sum in the same order;
+ * they differ only by FMA rounding.
  */
 #ifndef CYDNN_CONV_DIRECT_H
 #define CYDNN_CONV_DIRECT_H
 #include <stddef.h>
 #include <string.h>
 
+/* level 0: 16-byte vectors, 16 registers (SSE2 has no FMA: a multiply and an add) */
 #define CD_ATTR
 #define CD_VBYTES 16
+#define CD_NV 4
+#define CD_FB 2
+#define CD_IB 2
 #define CD_FV 2
 #define CD_XP 5
 #define CD_EB 5
@@ -27,16 +33,23 @@
 #include "_conv_direct_impl.h"
 #undef CD_T
 #undef CD_NAME
-#undef CD_VBYTES
 #undef CD_ATTR
+#undef CD_VBYTES
+#undef CD_NV
+#undef CD_FB
+#undef CD_IB
 #undef CD_FV
 #undef CD_XP
 #undef CD_EB
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define CYDNN_CD_AVX2 1
+#define CYDNN_CD_X86 1
+/* level 1: AVX2 + FMA, 32-byte vectors, 16 registers */
 #define CD_ATTR __attribute__((target("avx2,fma")))
 #define CD_VBYTES 32
+#define CD_NV 4
+#define CD_FB 2
+#define CD_IB 2
 #define CD_FV 2
 #define CD_XP 6
 #define CD_EB 6
@@ -50,8 +63,39 @@
 #include "_conv_direct_impl.h"
 #undef CD_T
 #undef CD_NAME
-#undef CD_VBYTES
 #undef CD_ATTR
+#undef CD_VBYTES
+#undef CD_NV
+#undef CD_FB
+#undef CD_IB
+#undef CD_FV
+#undef CD_XP
+#undef CD_EB
+
+/* level 2: AVX-512F, 64-byte vectors, 32 registers */
+#define CD_ATTR __attribute__((target("avx512f,fma")))
+#define CD_VBYTES 64
+#define CD_NV 2
+#define CD_FB 4
+#define CD_IB 4
+#define CD_FV 1
+#define CD_XP 10
+#define CD_EB 10
+#define CD_T float
+#define CD_NAME(x) cydnn_cd_##x##_f2
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#define CD_T double
+#define CD_NAME(x) cydnn_cd_##x##_d2
+#include "_conv_direct_impl.h"
+#undef CD_T
+#undef CD_NAME
+#undef CD_ATTR
+#undef CD_VBYTES
+#undef CD_NV
+#undef CD_FB
+#undef CD_IB
 #undef CD_FV
 #undef CD_XP
 #undef CD_EB
@@ -64,8 +108,9 @@ static int cydnn_cd_level = 0;
 
 /* The widest level this CPU runs. */
 static int cydnn_cd_best_level(void) {
-#ifdef CYDNN_CD_AVX2
+#ifdef CYDNN_CD_X86
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 2;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
     return 0;
@@ -78,9 +123,13 @@ static int cydnn_cd_set_level(int level) {
     return cydnn_cd_level;
 }
 
-#ifdef CYDNN_CD_AVX2
+#ifdef CYDNN_CD_X86
 #define CYDNN_CD_DISPATCH(fn, suffix, args) \
-    do { if (cydnn_cd_level >= 1) cydnn_cd_##fn##_##suffix##1 args; else cydnn_cd_##fn##_##suffix##0 args; } while (0)
+    do { \
+        if (cydnn_cd_level >= 2) cydnn_cd_##fn##_##suffix##2 args; \
+        else if (cydnn_cd_level == 1) cydnn_cd_##fn##_##suffix##1 args; \
+        else cydnn_cd_##fn##_##suffix##0 args; \
+    } while (0)
 #else
 #define CYDNN_CD_DISPATCH(fn, suffix, args) cydnn_cd_##fn##_##suffix##0 args
 #endif

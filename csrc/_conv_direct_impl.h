@@ -1,34 +1,40 @@
-/* Direct stride-1 convolution kernels for layers with few input channels (one image at a time).
- * Included by _conv_direct.h once per (element type, vector width, target): it defines
- * CD_NAME(forward_image) and CD_NAME(dw_image) from
+/* Direct convolution kernels (one image at a time), included by _conv_direct.h once per element
+ * type and SIMD level. The includer defines
  *   CD_T       element type (float or double)
- *   CD_VBYTES  vector width in bytes (16: SSE2 / NEON; 32: AVX2)
- *   CD_NAME(x) the function name for this instance
- *   CD_ATTR    function attributes (a target("...") for the wider instances, or nothing)
+ *   CD_VBYTES  vector width in bytes (16: SSE2 / NEON; 32: AVX2; 64: AVX-512)
+ *   CD_NAME(x) the name of this instance of x
+ *   CD_ATTR    function attributes (a target("...") for the wider levels, or nothing)
+ *   CD_NV, CD_FB, CD_IB   planes: vectors of output columns per block, filters per block (<= 4),
+ *                         kernel rows per weight-gradient block (<= 4)
+ *   CD_FV, CD_XP, CD_EB   filters as lanes: vectors of filters, output positions and input offsets
+ *                         per block
+ * chosen so that a block's accumulators fill the registers of the level without spilling.
  *
- * Planes. The image is copied, per channel, into a zero-padded plane of pw columns, so that
- * output (p, x) of filter f is  sum over (ci, i, j) of plane_ci[p + i][x + j] * W[i, j, ci, f]
- * with no bounds checks. pw covers ow rounded up to a block of output columns plus kw - 1.
+ * Planes (few input channels, stride 1). The image is copied, per channel, into a zero-padded plane
+ * of pw columns, so that output (p, x) of filter f is  sum over (ci, i, j) of
+ * plane_ci[p + i][x + j] * W[i, j, ci, f]  with no bounds checks; vectors run along x. pw covers ow
+ * rounded up to a block of output columns (CYDNN_CD_MAX_BLOCK) plus kw - 1.
  *
- * Summation orders do not depend on the vector width or the thread count: the forward sum of
- * each output runs over (ci, i, j) in order; each weight-gradient entry is one running sum over
- * (image, p, x) in order (the lanes of a vector are different entries, never parts of one sum).
+ * Summation orders do not depend on the level or the thread count: the forward sum of each output
+ * runs over (ci, i, j) in order; each weight-gradient entry is one running sum over (image, p, x)
+ * in order (the lanes of a vector are different entries, never parts of one sum). Levels differ
+ * only by FMA rounding.
  */
 #define CD_VL (CD_VBYTES / (int)sizeof(CD_T))     /* lanes per vector */
-#define CD_NV 4                                    /* vectors per block of outputs / lanes */
-#define CD_XB (CD_NV * CD_VL)                      /* output columns per block */
+#define CD_XB (CD_NV * CD_VL)                      /* planes: output columns per block */
 #define CD_VEC CD_NAME(vec)
 
 typedef CD_T CD_VEC __attribute__((vector_size(CD_VBYTES), aligned(sizeof(CD_T)), may_alias));
 
-/* z[p, x0 .. x0 + XB, f0 .. f0 + nf] (nf = 1 or 2, a constant after inlining): the accumulators
+/* z[p, x0 .. x0 + XB, f0 .. f0 + nf] (nf <= CD_FB, a constant after inlining): the accumulators
  * stay in registers over all the taps; then bias and a scatter into the NHWC row. */
 static inline __attribute__((always_inline)) CD_ATTR void
 CD_NAME(forward_block)(const CD_T* planes, int c, int ph, int pw, int kh, int kw,
                        const CD_T* w, const CD_T* bias, int F, int f0, const int nf,
                        int p, int x0, int ow, CD_T* zrow) {
-    CD_VEC acc[2][CD_NV];
-    CD_T out[2][CD_XB];
+    CD_VEC acc[CD_FB][CD_NV];
+    CD_T out[CD_FB][CD_XB];
+    CD_T tup[CD_XB][CD_FB];
     for (int fb = 0; fb < nf; fb++)
         for (int v = 0; v < CD_NV; v++) acc[fb][v] = (CD_VEC){0};
     for (int ci = 0; ci < c; ci++) {
@@ -50,58 +56,57 @@ CD_NAME(forward_block)(const CD_T* planes, int c, int ph, int pw, int kh, int kw
         for (int v = 0; v < CD_NV; v++) *(CD_VEC*)(out[fb] + v * CD_VL) = acc[fb][v] + b;
     }
     /* the filters of one output column are neighbours in z: interleave them, then copy nf values
-       per column (one 8- or 16-byte move for a pair) */
+       per column in one move */
     int n = ow - x0 < CD_XB ? ow - x0 : CD_XB;
     CD_T* dst = zrow + (size_t)x0 * F + f0;
-    if (nf == 2) {
-        CD_T pairs[CD_XB][2];
-        for (int u = 0; u < CD_XB; u++) {
-            pairs[u][0] = out[0][u];
-            pairs[u][1] = out[1][u];
-        }
-        for (int u = 0; u < n; u++) memcpy(dst + (size_t)u * F, pairs[u], 2 * sizeof(CD_T));
-    } else {
-        for (int u = 0; u < n; u++) dst[(size_t)u * F] = out[0][u];
-    }
+    for (int u = 0; u < CD_XB; u++)
+        for (int fb = 0; fb < nf; fb++) tup[u][fb] = out[fb][u];
+    for (int u = 0; u < n; u++) memcpy(dst + (size_t)u * F, tup[u], nf * sizeof(CD_T));
 }
 
 /* z (oh, ow, F) := conv(planes, W) + bias, W in Keras' (kh, kw, c, F) layout. */
 static CD_ATTR void
 CD_NAME(forward_image)(const CD_T* planes, int c, int ph, int pw, int kh, int kw,
                        const CD_T* w, const CD_T* bias, int F, int oh, int ow, CD_T* z) {
+#define CD_FWD(nf) CD_NAME(forward_block)(planes, c, ph, pw, kh, kw, w, bias, F, f0, nf, p, x0, ow, zrow)
     for (int p = 0; p < oh; p++) {
         CD_T* zrow = z + (size_t)p * ow * F;
         for (int x0 = 0; x0 < ow; x0 += CD_XB) {
             int f0 = 0;
-            for (; f0 + 2 <= F; f0 += 2)
-                CD_NAME(forward_block)(planes, c, ph, pw, kh, kw, w, bias, F, f0, 2, p, x0, ow, zrow);
-            if (f0 < F)
-                CD_NAME(forward_block)(planes, c, ph, pw, kh, kw, w, bias, F, f0, 1, p, x0, ow, zrow);
+            for (; f0 + CD_FB <= F; f0 += CD_FB) CD_FWD(CD_FB);
+            switch (F - f0) {   /* the last filters, fewer than a block */
+                case 1: CD_FWD(1); break;
+#if CD_FB > 2
+                case 2: CD_FWD(2); break;
+#endif
+#if CD_FB > 3
+                case 3: CD_FWD(3); break;
+#endif
+                default: break;
+            }
         }
     }
+#undef CD_FWD
 }
 
 /* part[ci, i0 + ib, l0 .. l0 + XB] += sum over (p, x') of plane_ci[p + i0 + ib][x'] * dzpad[p][x'F + l0 ..]
- * for ib < ni (1 or 2, a constant after inlining). */
+ * for ib < ni (<= CD_IB, a constant after inlining). */
 static inline __attribute__((always_inline)) CD_ATTR void
 CD_NAME(dw_block)(const CD_T* plane, int pw, const CD_T* dzpad, int lrow, int F, int oh, int nx,
                   int i0, const int ni, int l0, CD_T* part, int ls) {
-    CD_VEC acc[2][CD_NV];
+    CD_VEC acc[CD_IB][CD_NV];
     for (int ib = 0; ib < ni; ib++)
         for (int v = 0; v < CD_NV; v++) acc[ib][v] = *(const CD_VEC*)(part + (size_t)(i0 + ib) * ls + l0 + v * CD_VL);
     for (int p = 0; p < oh; p++) {
         const CD_T* drow = dzpad + (size_t)p * lrow + l0;
         const CD_T* r0 = plane + (size_t)(p + i0) * pw;
-        const CD_T* r1 = r0 + pw;
         for (int xq = 0; xq < nx; xq++) {
             const CD_VEC* d = (const CD_VEC*)(drow + (size_t)xq * F);
             CD_VEC dv[CD_NV];
             for (int v = 0; v < CD_NV; v++) dv[v] = d[v];
-            CD_T a = r0[xq];
-            for (int v = 0; v < CD_NV; v++) acc[0][v] += a * dv[v];
-            if (ni == 2) {
-                CD_T b = r1[xq];
-                for (int v = 0; v < CD_NV; v++) acc[1][v] += b * dv[v];
+            for (int ib = 0; ib < ni; ib++) {
+                CD_T a = r0[(size_t)ib * pw + xq];
+                for (int v = 0; v < CD_NV; v++) acc[ib][v] += a * dv[v];
             }
         }
     }
@@ -116,18 +121,27 @@ CD_NAME(dw_block)(const CD_T* plane, int pw, const CD_T* dzpad, int lrow, int F,
 static CD_ATTR void
 CD_NAME(dw_image)(const CD_T* planes, int c, int ph, int pw, int kh, int kw,
                   const CD_T* dzpad, int lrow, int F, int oh, int ow, CD_T* part, int ls) {
+#define CD_DW(ni) CD_NAME(dw_block)(plane, pw, dzpad, lrow, F, oh, nx, i0, ni, l0, pc, ls)
     int nx = ow + kw - 1, lanes = kw * F;
     for (int ci = 0; ci < c; ci++) {
         const CD_T* plane = planes + (size_t)ci * ph * pw;
         CD_T* pc = part + (size_t)ci * kh * ls;
         for (int l0 = 0; l0 < lanes; l0 += CD_XB) {
             int i0 = 0;
-            for (; i0 + 2 <= kh; i0 += 2)
-                CD_NAME(dw_block)(plane, pw, dzpad, lrow, F, oh, nx, i0, 2, l0, pc, ls);
-            if (i0 < kh)
-                CD_NAME(dw_block)(plane, pw, dzpad, lrow, F, oh, nx, i0, 1, l0, pc, ls);
+            for (; i0 + CD_IB <= kh; i0 += CD_IB) CD_DW(CD_IB);
+            switch (kh - i0) {   /* the last kernel rows, fewer than a block */
+                case 1: CD_DW(1); break;
+#if CD_IB > 2
+                case 2: CD_DW(2); break;
+#endif
+#if CD_IB > 3
+                case 3: CD_DW(3); break;
+#endif
+                default: break;
+            }
         }
     }
+#undef CD_DW
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -215,6 +229,5 @@ CD_NAME(nhwc_dw)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int sw,
 }
 
 #undef CD_VL
-#undef CD_NV
 #undef CD_XB
 #undef CD_VEC

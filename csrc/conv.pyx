@@ -358,8 +358,8 @@ cdef void fill_padded(const floating* x,   # IN  one image (h, w, c)
 
 
 def direct_level(int level=-1):
-    """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA where the CPU has them;
-    negative: the widest this CPU runs) and return the level in force. For tests."""
+    """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA; 2: AVX-512F; clamped to
+    what the CPU runs; negative: the widest) and return the level in force. For tests."""
     return direct_set_level(level)
 
 

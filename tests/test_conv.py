@@ -24,14 +24,14 @@ def use_direct(monkeypatch, on):
     monkeypatch.setattr("cydnn.layers.convolutional._LANES_MAX_FILTERS", 10 ** 9 if on else 0)
 
 
-@pytest.fixture(params=["rows", "transposed", "direct", "direct-portable"])
+@pytest.fixture(params=["rows", "transposed", "direct", "direct-level0", "direct-level1"])
 def layout(request, monkeypatch):
     """Run a test with each way to a convolution: patches as rows (im2col), as columns
     (im2col_transposed), or the direct kernels wherever they apply, at the widest SIMD level this
-    CPU runs and at the portable one."""
+    CPU runs, at the portable level 0 and at level 1 (AVX2; clamped to what the CPU runs)."""
     monkeypatch.setattr("cydnn.layers.convolutional._TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
     use_direct(monkeypatch, "direct" in request.param)
-    _conv.direct_level(0 if request.param == "direct-portable" else -1)
+    _conv.direct_level(int(request.param[-1]) if "level" in request.param else -1)
     yield request.param
     _conv.direct_level(-1)
 
@@ -158,7 +158,7 @@ def test_zero_padding(cls, padding, shape):
 
 
 # ------------------------------------------------------------------------- im2col / col2im
-@pytest.mark.parametrize("level", [0, -1])
+@pytest.mark.parametrize("level", [0, 1, 2])
 @pytest.mark.parametrize("filters,kernel,strides,padding,shape,mode", [
     (6, 5, 1, "same", (3, 28, 28, 1), 1),                # LeNet's first layer
     (9, (3, 5), 1, "same", (2, 7, 40, 3), 1),            # several column blocks, odd filter count, RGB
@@ -195,7 +195,7 @@ def test_direct_path_matches_patches(filters, kernel, strides, padding, shape, m
 
 def test_direct_level_is_clamped_to_the_cpu():
     best = _conv.direct_level(-1)
-    assert best in (0, 1)
+    assert best in (0, 1, 2)
     assert _conv.direct_level(0) == 0
     assert _conv.direct_level(5) == best
 
