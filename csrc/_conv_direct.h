@@ -23,6 +23,8 @@
 #define CD_FV 2
 #define CD_XP 5
 #define CD_EB 5
+#define CD_DE 4
+#define CD_DXIB 1
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f0
 #include "_conv_direct_impl.h"
@@ -41,6 +43,8 @@
 #undef CD_FV
 #undef CD_XP
 #undef CD_EB
+#undef CD_DE
+#undef CD_DXIB
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CYDNN_CD_X86 1
@@ -53,6 +57,8 @@
 #define CD_FV 2
 #define CD_XP 6
 #define CD_EB 6
+#define CD_DE 4
+#define CD_DXIB 1
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f1
 #include "_conv_direct_impl.h"
@@ -71,6 +77,8 @@
 #undef CD_FV
 #undef CD_XP
 #undef CD_EB
+#undef CD_DE
+#undef CD_DXIB
 
 /* level 2: AVX-512F, 64-byte vectors, 32 registers */
 #define CD_ATTR __attribute__((target("avx512f,fma")))
@@ -81,6 +89,8 @@
 #define CD_FV 1
 #define CD_XP 10
 #define CD_EB 10
+#define CD_DE 2
+#define CD_DXIB 5
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f2
 #include "_conv_direct_impl.h"
@@ -99,6 +109,8 @@
 #undef CD_FV
 #undef CD_XP
 #undef CD_EB
+#undef CD_DE
+#undef CD_DXIB
 #endif
 
 /* Output columns per block, at most, over every level: plane widths are rounded up to it. */
@@ -170,6 +182,15 @@ static void cydnn_cd_nhwc_dw_f(const float* xp, int wp, int c, int kh, int kw, i
 static void cydnn_cd_nhwc_dw_d(const double* xp, int wp, int c, int kh, int kw, int sh, int sw, const double* dz,
                                int F, int oh, int ow, double* part) {
     CYDNN_CD_DISPATCH(nhwc_dw, d, (xp, wp, c, kh, kw, sh, sw, dz, F, oh, ow, part));
+}
+
+static void cydnn_cd_nhwc_dx_f(float* dxp, int wp, int c, int kh, int sh, int sw, const float* dz, const float* wt,
+                               int ep, int F, int oh, int ow) {
+    CYDNN_CD_DISPATCH(nhwc_dx, f, (dxp, wp, c, kh, sh, sw, dz, wt, ep, F, oh, ow));
+}
+static void cydnn_cd_nhwc_dx_d(double* dxp, int wp, int c, int kh, int sh, int sw, const double* dz, const double* wt,
+                               int ep, int F, int oh, int ow) {
+    CYDNN_CD_DISPATCH(nhwc_dx, d, (dxp, wp, c, kh, sh, sw, dz, wt, ep, F, oh, ow));
 }
 
 #endif

@@ -7,7 +7,8 @@
  *   CD_NV, CD_FB, CD_IB   planes: vectors of output columns per block, filters per block (<= 4),
  *                         kernel rows per weight-gradient block (<= 4)
  *   CD_FV, CD_XP, CD_EB   filters as lanes: vectors of filters, output positions and input offsets
- *                         per block
+ *                         per block; CD_DE vectors of input offsets (CD_DE lanes dividing 32) and
+ *                         CD_DXIB kernel rows (<= 5) per block of dx
  * chosen so that a block's accumulators fill the registers of the level without spilling.
  *
  * Planes (few input channels, stride 1). The image is copied, per channel, into a zero-padded plane
@@ -226,6 +227,69 @@ CD_NAME(nhwc_dw)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int sw,
                     if (e0 + eb < e_len)
                         for (int v = 0; v < CD_FV; v++) *(CD_VEC*)(pp + (size_t)eb * F + v * CD_VL) = acc[eb][v];
             }
+}
+
+/* dxp[(p*sh + i0 + ib)*wp*c + x*sw*c + e0 ..] += sum over f of dz[p, x, f] * wt[i0 + ib, f, e0 ..]
+ * for ib < ni (<= CD_DXIB, a constant after inlining), CD_DE vectors of offsets e. The sum over f
+ * runs as two chains (even and odd f, F is even) added at the end, so that short blocks are not
+ * bound by the FMA latency. */
+static inline __attribute__((always_inline)) CD_ATTR void
+CD_NAME(nhwc_dx_block)(CD_T* dx0, int rowstep, const CD_T* g, const CD_T* wt, int ep, int F,
+                       int i0, const int ni, int e0) {
+    CD_VEC even[CD_DXIB][CD_DE], odd[CD_DXIB][CD_DE];
+    for (int ib = 0; ib < ni; ib++)
+        for (int v = 0; v < CD_DE; v++) even[ib][v] = odd[ib][v] = (CD_VEC){0};
+    for (int f = 0; f < F; f += 2) {
+        CD_T a = g[f], b = g[f + 1];
+        for (int ib = 0; ib < ni; ib++) {
+            const CD_T* wr = wt + ((size_t)(i0 + ib) * F + f) * ep + e0;
+            for (int v = 0; v < CD_DE; v++) {
+                even[ib][v] += a * *(const CD_VEC*)(wr + v * CD_VL);
+                odd[ib][v] += b * *(const CD_VEC*)(wr + ep + v * CD_VL);
+            }
+        }
+    }
+    for (int ib = 0; ib < ni; ib++) {
+        CD_T* d = dx0 + (size_t)(i0 + ib) * rowstep + e0;
+        for (int v = 0; v < CD_DE; v++) *(CD_VEC*)(d + v * CD_VL) += even[ib][v] + odd[ib][v];
+    }
+}
+
+/* Input gradient of one image, filters-as-lanes path: dxp (hp, wp, c) and its slack, zeroed by the
+ * caller, receives every position's patch gradient dz[p, x, :] @ W^T at its place, in (p, x, i)
+ * order:  dxp[(p*sh + i)*wp*c + x*sw*c + e] += sum over f of dz[p, x, f] * W[i, e, f].
+ * wt (kh, F, ep) holds W transposed per kernel row with the offsets e zero-padded to ep (a multiple
+ * of 32), so the padding lanes add zeros to the next cells. */
+static CD_ATTR void
+CD_NAME(nhwc_dx)(CD_T* dxp, int wp, int c, int kh, int sh, int sw, const CD_T* dz, const CD_T* wt,
+                 int ep, int F, int oh, int ow) {
+#define CD_DX(ni) CD_NAME(nhwc_dx_block)(dx0, rowstep, g, wt, ep, F, i0, ni, e0)
+    int step = sw * c, rowstep = wp * c;
+    for (int p = 0; p < oh; p++)
+        for (int x = 0; x < ow; x++) {
+            const CD_T* g = dz + ((size_t)p * ow + x) * F;
+            CD_T* dx0 = dxp + (size_t)p * sh * rowstep + (size_t)x * step;
+            for (int e0 = 0; e0 < ep; e0 += CD_DE * CD_VL) {
+                int i0 = 0;
+                for (; i0 + CD_DXIB <= kh; i0 += CD_DXIB) CD_DX(CD_DXIB);
+                switch (kh - i0) {   /* the last kernel rows, fewer than a block */
+#if CD_DXIB > 1
+                    case 1: CD_DX(1); break;
+#endif
+#if CD_DXIB > 2
+                    case 2: CD_DX(2); break;
+#endif
+#if CD_DXIB > 3
+                    case 3: CD_DX(3); break;
+#endif
+#if CD_DXIB > 4
+                    case 4: CD_DX(4); break;
+#endif
+                    default: break;
+                }
+            }
+        }
+#undef CD_DX
 }
 
 #undef CD_VL

@@ -41,6 +41,10 @@ cdef extern from "_conv_direct.h":
                                           const float* dz, int f, int oh, int ow, float* part) noexcept nogil
     void lanes_dw_d "cydnn_cd_nhwc_dw_d"(const double* xp, int wp, int c, int kh, int kw, int sh, int sw,
                                           const double* dz, int f, int oh, int ow, double* part) noexcept nogil
+    void lanes_dx_f "cydnn_cd_nhwc_dx_f"(float* dxp, int wp, int c, int kh, int sh, int sw, const float* dz,
+                                          const float* wt, int ep, int f, int oh, int ow) noexcept nogil
+    void lanes_dx_d "cydnn_cd_nhwc_dx_d"(double* dxp, int wp, int c, int kh, int sh, int sw, const double* dz,
+                                          const double* wt, int ep, int f, int oh, int ow) noexcept nogil
     void direct_forward_f "cydnn_cd_forward_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
                                                 const float* w, const float* bias, int f, int oh, int ow,
                                                 float* z) noexcept nogil
@@ -357,6 +361,34 @@ cdef void fill_padded(const floating* x,   # IN  one image (h, w, c)
             dst[k] = src[k]
 
 
+cdef inline Py_ssize_t padded_size(const Geom* g) noexcept nogil:
+    """Values of a padded image and its slack (filters-as-lanes path)."""
+    return <Py_ssize_t>padded_rows(g) * padded_cols(g) * g.c + direct_slack(g.c, g.sw)
+
+
+cdef void crop_padded(const floating* xp,   # IN  (hp, wp, c) gradient w.r.t. the padded image
+                      floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                      const Geom* gp) noexcept nogil:
+    """x[r, s, :] := xp[r + pt, s + pl, :], 0 where the windows never reach (the adjoint of fill_padded)."""
+    cdef Geom g = gp[0]
+    cdef int hp = padded_rows(&g), wp = padded_cols(&g)
+    cdef Py_ssize_t r, s, k, rp, sp
+    cdef floating* dst
+    cdef const floating* src
+    for r in range(g.h):
+        dst = x + r * g.w * g.c
+        rp = r + g.pt
+        for s in range(g.w):
+            sp = s + g.pl
+            if rp < hp and sp < wp:
+                src = xp + (rp * wp + sp) * g.c
+                for k in range(g.c):
+                    dst[s * g.c + k] = src[k]
+            else:
+                for k in range(g.c):
+                    dst[s * g.c + k] = 0
+
+
 def direct_level(int level=-1):
     """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA; 2: AVX-512F; clamped to
     what the CPU runs; negative: the widest) and return the level in force. For tests."""
@@ -369,7 +401,8 @@ def conv2d_direct_sizes(int mode, int h, int w, int c, int oh, int ow, int kh, i
     cdef Geom g = make_geom(h, w, c, oh, ow, kh, kw, sh, sw, 0, 0, 1, 1)
     cdef Planes d = make_planes(&g, f)
     if mode == LANES:
-        return (<Py_ssize_t>padded_rows(&g) * padded_cols(&g) * c + direct_slack(c, sw), <Py_ssize_t>kh * kw * c * f)
+        # the padded image, its gradient, and the weights transposed per kernel row
+        return (2 * padded_size(&g) + <Py_ssize_t>kh * f * round_up(kw * c, 32), <Py_ssize_t>kh * kw * c * f)
     return (<Py_ssize_t>c * d.ph * d.pw + <Py_ssize_t>oh * d.lrow, <Py_ssize_t>c * kh * d.ls)
 
 
@@ -545,7 +578,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
     sums its images into dw_part[g] / db_part[g] and the groups are added in order afterwards.
     ``transposed`` selects the patch layout, as in conv2d_forward. ``direct`` 1 (planes): dW by the
     direct kernel (dw_part rows then hold its (c, kh, ls) lane sums, conv2d_direct_sizes), dx by the
-    transposed patches; 2 (filters as lanes): dW by its direct kernel, dx by the patches.
+    transposed patches; 2 (filters as lanes): dW and dx by its direct kernels.
     """
     cdef int n = x.shape[0], f = w.shape[1], kdim = w.shape[0], ng = dw_part.shape[0]
     cdef Geom g = make_geom(x.shape[1], x.shape[2], x.shape[3], z.shape[1], z.shape[2],
@@ -566,8 +599,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
     cdef floating* dbp = &db_part[0, 0]
     cdef Planes d = make_planes(&g, f)
     cdef Py_ssize_t psize = dw_part.shape[1], planes_size = <Py_ssize_t>g.c * d.ph * d.pw
-    cdef Py_ssize_t i, j, ci, fi
+    cdef Py_ssize_t i, j, ci, fi, e, ep = round_up(kw * g.c, 32), lanes_size = padded_size(&g)
     cdef floating s
+    cdef floating* wt
     if n == 0 or ohw == 0 or ng == 0:
         return
     chunk = max(1, chunk)
@@ -576,6 +610,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
         g0 = block_start(ng, nt, t)
         g1 = block_start(ng, nt, t + 1)
         cbuf = &col[t, 0]
+        wt = cbuf + 2 * lanes_size
+        if want_dx and direct == LANES:
+            # W (kh, kw*c, f) transposed per kernel row to (kh, f, ep), zeros past kw*c
+            for i in range(kh):
+                for fi in range(f):
+                    for e in range(ep):
+                        wt[(i * f + fi) * ep + e] = w[i * kw * g.c + e, fi] if e < kw * g.c else 0
         for grp in range(g0, g1):
             i0 = block_start(n, ng, grp)
             i1 = block_start(n, ng, grp + 1)
@@ -631,7 +672,17 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                 if want_db:
                     column_sums(dzp, dbp + <Py_ssize_t>grp * f, r0, r0 + rows, f, not first)
                 # gradient with respect to the input: patch gradients dz @ W^T, scattered back
-                if want_dx:
+                if want_dx and direct == LANES:
+                    for q in range(cnt):
+                        memset(cbuf + lanes_size, 0, lanes_size * sizeof(floating))
+                        if floating is float:
+                            lanes_dx_f(cbuf + lanes_size, padded_cols(&g), g.c, kh, sh, sw, dzp + (r0 + q * ohw) * f,
+                                       wt, <int>ep, f, g.oh, g.ow)
+                        else:
+                            lanes_dx_d(cbuf + lanes_size, padded_cols(&g), g.c, kh, sh, sw, dzp + (r0 + q * ohw) * f,
+                                       wt, <int>ep, f, g.oh, g.ow)
+                        crop_padded(cbuf + lanes_size, &dx[img + q, 0, 0, 0], &g)
+                elif want_dx:
                     if tr:
                         gemm(False, True, kdim, <int>rows, f, <floating>1, &w[0, 0], f, dzp + r0 * f, f,
                              <floating>0, cbuf, <int>rows)
