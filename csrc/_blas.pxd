@@ -64,3 +64,20 @@ cdef inline void gemv(bint trans_a, int m, int n, floating alpha,
         sgemv(&t, &n, &m, &alpha, <float*>a, &lda, <float*>x, &one, &beta, y, &one)
     else:
         dgemv(&t, &n, &m, &alpha, <double*>a, &lda, <double*>x, &one, &beta, y, &one)
+
+
+cdef inline int fixed_blocks(int n, int target) noexcept nogil:
+    """How many near-equal blocks (of about ``target`` rows) to cut n rows into: a function of
+    the shape alone, never of the thread count. OpenBLAS rounds a row differently depending on
+    where it sits in a call (its kernels work in tiles, edge tiles differently), so a kernel
+    that cut its GEMM per thread gave results that changed with the thread count. With blocks
+    fixed by the shape, every row goes through the same call whatever the threads; threads take
+    whole blocks. Blocks stay large: each call re-packs the other operand, so a GEMM is split
+    along the operand that is cheaper to re-pack (see dense.pyx)."""
+    cdef int b = n // target
+    return b if b > 1 else 1
+
+
+cdef enum:
+    GEMM_ROW_BLOCK = 64    # rows per block in row-wise passes (activations, softmax)
+    GEMM_COL_BLOCK = 256   # features per GEMM call (columns of y and dx, rows of dW)

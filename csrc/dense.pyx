@@ -1,21 +1,26 @@
 # Dense (fully connected) layer: y = f(x @ W + b), forward and backward side by side.
 #
-# One thread pool: each OpenMP thread runs a single-threaded sgemm on its own block of rows and
-# applies bias + activation while that block is still in cache (see DESIGN.md, "Two thread pools
-# fight"). Reductions over the batch (dW, db) are split over output features, never over rows, so
-# every sum runs in the same order whatever the thread count.
+# One thread pool: each OpenMP thread runs a single-threaded sgemm on its own blocks of rows and
+# applies bias + activation while a block is still in cache (see DESIGN.md, "Two thread pools
+# fight"). The blocks are fixed by the shape (_blas.fixed_blocks), not by the thread count, and
+# reductions over the batch (dW, db) are split over features, never over rows, so results are
+# bit-for-bit the same whatever the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
-from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN
-from _activation cimport rows_forward, rows_backward, LINEAR
+from _blas cimport (gemm, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN, ELEMENT_GRAIN,
+                   GEMM_ROW_BLOCK, GEMM_COL_BLOCK)
+from _activation cimport rows_forward, rows_backward, LINEAR, SOFTMAX
 
 
-cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
-                               Py_ssize_t n) noexcept nogil:
+cdef inline void bias_act_cols(int act, double alpha, floating* z, floating* y, const floating* b,
+                               Py_ssize_t m, Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """Columns c0:c1 of every row: z += b; y := f(z) (elementwise activations only)."""
     cdef Py_ssize_t r, j
-    for r in range(r0, r1):
-        for j in range(n):
-            z[r * n + j] += b[j]
+    for r in range(m):
+        if b != NULL:
+            for j in range(c0, c1):
+                z[r * n + j] += b[j]
+        rows_forward(act, alpha, z + r * n + c0, y + r * n + c0, 0, 1, c1 - c0)
 
 
 def dense_forward(const floating[:, ::1] x,   # IN  (batch, in)
@@ -24,29 +29,38 @@ def dense_forward(const floating[:, ::1] x,   # IN  (batch, in)
                   floating[:, ::1] z,         # OUT (batch, out) pre-activation
                   floating[:, ::1] y,         # OUT (batch, out) activation; may be z when linear
                   int act, double alpha, int n_threads):
-    """z := x @ W + b;  y := f(z)."""
+    """z := x @ W + b;  y := f(z).
+
+    Split over output features: each GEMM call packs only its columns of W (splitting the rows
+    of x instead made every call re-pack all of W: 14% slower at one thread)."""
     cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    cdef int nb = threads_for_work(<long long>m * k * n, GEMM_GRAIN, m, n_threads), t, r0, r1
-    cdef bint has_bias = b is not None
+    cdef int nb = fixed_blocks(n, GEMM_COL_BLOCK), t, c0, c1
+    cdef int nt = threads_for_work(<long long>m * k * n, GEMM_GRAIN, nb, n_threads)
+    cdef const floating* bias = &b[0] if b is not None else NULL
+    cdef bint rowwise = act == SOFTMAX
     if m == 0:
         return
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = block_start(m, nb, t)
-        r1 = block_start(m, nb, t + 1)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        c0 = block_start(n, nb, t)
+        c1 = block_start(n, nb, t + 1)
         if k > 0:
-            gemm(False, False, r1 - r0, n, k, <floating>1, &x[r0, 0], k, &w[0, 0], n,
-                 <floating>0, &z[r0, 0], n)
+            gemm(False, False, m, c1 - c0, k, <floating>1, &x[0, 0], k, &w[0, c0], n,
+                 <floating>0, &z[0, c0], n)
         else:
-            zero_rows(&z[0, 0], r0, r1, n)
-        if has_bias:
-            add_bias_rows(&z[0, 0], &b[0], r0, r1, n)
-        rows_forward(act, alpha, &z[0, 0], &y[0, 0], r0, r1, n)
+            zero_cols(&z[0, 0], m, n, c0, c1)
+        bias_act_cols(LINEAR if rowwise else act, alpha, &z[0, 0], &y[0, 0], bias, m, n, c0, c1)
+    if rowwise:  # softmax needs whole rows
+        nb = fixed_blocks(m, GEMM_ROW_BLOCK)
+        for t in prange(nb, nogil=True, schedule="static",
+                        num_threads=threads_for_work(<long long>m * n, ELEMENT_GRAIN, nb, n_threads)):
+            rows_forward(act, alpha, &z[0, 0], &y[0, 0], block_start(m, nb, t), block_start(m, nb, t + 1), n)
 
 
-cdef inline void zero_rows(floating* z, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(r0 * n, r1 * n):
-        z[j] = 0
+cdef inline void zero_cols(floating* z, Py_ssize_t m, Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    cdef Py_ssize_t r, j
+    for r in range(m):
+        for j in range(c0, c1):
+            z[r * n + j] = 0
 
 
 def dense_backward(const floating[:, ::1] x,   # IN  (batch, in) the forward input
@@ -66,32 +80,38 @@ def dense_backward(const floating[:, ::1] x,   # IN  (batch, in) the forward inp
     """
     cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
     cdef long long macs = <long long>m * k * n
-    cdef int nb = threads_for_work(macs, GEMM_GRAIN, m, n_threads), t, r0, r1, c0, c1, r, j
+    cdef int nb, nt, t, c0, c1, r, j
     cdef bint want_dx = dx is not None, want_dw = dw is not None, want_db = db is not None
     cdef floating beta = 1 if accumulate else 0
     if m == 0:
         return
-    # gradient with respect to the pre-activation, then the input: both per block of rows
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = block_start(m, nb, t)
-        r1 = block_start(m, nb, t + 1)
-        if act != LINEAR:
-            rows_backward(act, alpha, &z[0, 0], &y[0, 0], &dy[0, 0], &dz[0, 0], r0, r1, n)
-        if want_dx:
-            gemm(False, True, r1 - r0, k, n, <floating>1, &dz[r0, 0], n, &w[0, 0], n,
-                 <floating>0, &dx[r0, 0], k)
-    # gradient with respect to the weights (split over input features) and the bias (split
-    # over output features): each sum over the batch runs in row order in one thread.
-    nb = threads_for_work(macs, GEMM_GRAIN, max(k, n), n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+    # gradient with respect to the pre-activation, per block of rows
+    if act != LINEAR:
+        nb = fixed_blocks(m, GEMM_ROW_BLOCK)
+        for t in prange(nb, nogil=True, schedule="static",
+                        num_threads=threads_for_work(<long long>m * n, ELEMENT_GRAIN, nb, n_threads)):
+            rows_backward(act, alpha, &z[0, 0], &y[0, 0], &dy[0, 0], &dz[0, 0],
+                          block_start(m, nb, t), block_start(m, nb, t + 1), n)
+    # gradient with respect to the input, per block of input features (columns of dx, rows of W)
+    if want_dx:
+        nb = fixed_blocks(k, GEMM_COL_BLOCK)
+        nt = threads_for_work(macs, GEMM_GRAIN, nb, n_threads)
+        for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+            c0 = block_start(k, nb, t)
+            c1 = block_start(k, nb, t + 1)
+            gemm(False, True, m, c1 - c0, n, <floating>1, &dz[0, 0], n, &w[c0, 0], n,
+                 <floating>0, &dx[0, c0], k)
+    # gradient with respect to the weights and the bias, per block of output features: each
+    # sum over the batch runs in row order in one thread.
+    nb = fixed_blocks(n, GEMM_COL_BLOCK)
+    nt = threads_for_work(macs, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        c0 = block_start(n, nb, t)
+        c1 = block_start(n, nb, t + 1)
         if want_dw:
-            r0 = block_start(k, nb, t)
-            r1 = block_start(k, nb, t + 1)
-            gemm(True, False, r1 - r0, n, m, <floating>1, &x[0, r0], k, &dz[0, 0], n,
-                 beta, &dw[r0, 0], n)
+            gemm(True, False, k, c1 - c0, m, <floating>1, &x[0, 0], k, &dz[0, c0], n,
+                 beta, &dw[0, c0], n)
         if want_db:
-            c0 = block_start(n, nb, t)
-            c1 = block_start(n, nb, t + 1)
             if not accumulate:
                 for j in range(c0, c1):
                     db[j] = 0
