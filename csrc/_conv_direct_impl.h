@@ -229,30 +229,33 @@ CD_NAME(nhwc_dw)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int sw,
             }
 }
 
-/* dxp[(p*sh + i0 + ib)*wp*c + x*sw*c + e0 ..] += sum over f of dz[p, x, f] * wt[i0 + ib, f, e0 ..]
- * for ib < ni (<= CD_DXIB, a constant after inlining), CD_DE vectors of offsets e. The sum over f
- * runs as two chains (even and odd f, F is even) added at the end, so that short blocks are not
- * bound by the FMA latency. */
+/* dxp[(p*sh + i0 + ib)*wp*c + (x + q)*sw*c + e0 ..] += sum over f of dz[p, x + q, f] * wt[i0 + ib, f, e0 ..]
+ * for q < nq (<= 2) positions and ib < ni (<= CD_DXIB) kernel rows, constants after inlining, over
+ * CD_DE vectors of offsets e: each weight vector loaded feeds both positions. The windows of the
+ * two positions overlap in dxp: the first is added before the second. */
 static inline __attribute__((always_inline)) CD_ATTR void
-CD_NAME(nhwc_dx_block)(CD_T* dx0, int rowstep, const CD_T* g, const CD_T* wt, int ep, int F,
-                       int i0, const int ni, int e0) {
-    CD_VEC even[CD_DXIB][CD_DE], odd[CD_DXIB][CD_DE];
-    for (int ib = 0; ib < ni; ib++)
-        for (int v = 0; v < CD_DE; v++) even[ib][v] = odd[ib][v] = (CD_VEC){0};
-    for (int f = 0; f < F; f += 2) {
-        CD_T a = g[f], b = g[f + 1];
+CD_NAME(nhwc_dx_block)(CD_T* dx0, int rowstep, int step, const CD_T* g, const CD_T* wt, int ep, int F,
+                       const int nq, int i0, const int ni, int e0) {
+    CD_VEC acc[2][CD_DXIB][CD_DE];
+    for (int q = 0; q < nq; q++)
+        for (int ib = 0; ib < ni; ib++)
+            for (int v = 0; v < CD_DE; v++) acc[q][ib][v] = (CD_VEC){0};
+    for (int f = 0; f < F; f++) {
+        CD_T a0 = g[f], a1 = nq > 1 ? g[F + f] : (CD_T)0;
         for (int ib = 0; ib < ni; ib++) {
             const CD_T* wr = wt + ((size_t)(i0 + ib) * F + f) * ep + e0;
             for (int v = 0; v < CD_DE; v++) {
-                even[ib][v] += a * *(const CD_VEC*)(wr + v * CD_VL);
-                odd[ib][v] += b * *(const CD_VEC*)(wr + ep + v * CD_VL);
+                CD_VEC wv = *(const CD_VEC*)(wr + v * CD_VL);
+                acc[0][ib][v] += a0 * wv;
+                if (nq > 1) acc[1][ib][v] += a1 * wv;
             }
         }
     }
-    for (int ib = 0; ib < ni; ib++) {
-        CD_T* d = dx0 + (size_t)(i0 + ib) * rowstep + e0;
-        for (int v = 0; v < CD_DE; v++) *(CD_VEC*)(d + v * CD_VL) += even[ib][v] + odd[ib][v];
-    }
+    for (int q = 0; q < nq; q++)
+        for (int ib = 0; ib < ni; ib++) {
+            CD_T* d = dx0 + (size_t)(i0 + ib) * rowstep + (size_t)q * step + e0;
+            for (int v = 0; v < CD_DE; v++) *(CD_VEC*)(d + v * CD_VL) += acc[q][ib][v];
+        }
 }
 
 /* Input gradient of one image, filters-as-lanes path: dxp (hp, wp, c) and its slack, zeroed by the
@@ -263,32 +266,28 @@ CD_NAME(nhwc_dx_block)(CD_T* dx0, int rowstep, const CD_T* g, const CD_T* wt, in
 static CD_ATTR void
 CD_NAME(nhwc_dx)(CD_T* dxp, int wp, int c, int kh, int sh, int sw, const CD_T* dz, const CD_T* wt,
                  int ep, int F, int oh, int ow) {
-#define CD_DX(ni) CD_NAME(nhwc_dx_block)(dx0, rowstep, g, wt, ep, F, i0, ni, e0)
+#define CD_DX(nq, ni) CD_NAME(nhwc_dx_block)(dx0, rowstep, step, g, wt, ep, F, nq, i0, ni, e0)
+#define CD_DX_ROWS(nq) do { \
+        int i0 = 0; \
+        for (; i0 + CD_DXIB <= kh; i0 += CD_DXIB) CD_DX(nq, CD_DXIB); \
+        switch (kh - i0) {   /* the last kernel rows, fewer than a block */ \
+            case 1: if (CD_DXIB > 1) CD_DX(nq, 1); break; \
+            case 2: if (CD_DXIB > 2) CD_DX(nq, 2); break; \
+            case 3: if (CD_DXIB > 3) CD_DX(nq, 3); break; \
+            case 4: if (CD_DXIB > 4) CD_DX(nq, 4); break; \
+            default: break; \
+        } } while (0)
     int step = sw * c, rowstep = wp * c;
     for (int p = 0; p < oh; p++)
-        for (int x = 0; x < ow; x++) {
+        for (int x = 0; x < ow; x += 2) {
             const CD_T* g = dz + ((size_t)p * ow + x) * F;
             CD_T* dx0 = dxp + (size_t)p * sh * rowstep + (size_t)x * step;
             for (int e0 = 0; e0 < ep; e0 += CD_DE * CD_VL) {
-                int i0 = 0;
-                for (; i0 + CD_DXIB <= kh; i0 += CD_DXIB) CD_DX(CD_DXIB);
-                switch (kh - i0) {   /* the last kernel rows, fewer than a block */
-#if CD_DXIB > 1
-                    case 1: CD_DX(1); break;
-#endif
-#if CD_DXIB > 2
-                    case 2: CD_DX(2); break;
-#endif
-#if CD_DXIB > 3
-                    case 3: CD_DX(3); break;
-#endif
-#if CD_DXIB > 4
-                    case 4: CD_DX(4); break;
-#endif
-                    default: break;
-                }
+                if (x + 1 < ow) CD_DX_ROWS(2);
+                else CD_DX_ROWS(1);
             }
         }
+#undef CD_DX_ROWS
 #undef CD_DX
 }
 
