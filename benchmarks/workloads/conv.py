@@ -9,9 +9,11 @@ the ConvNet's big convolution alone (forward + backward) to read its GFLOP/s.
 FLOPs count 2 per multiply-add: the forward pass, plus dW and dx for every layer but the first
 (whose dx nobody needs).
 
-The convolutions are im2col + sgemm, so their speed is the BLAS's: SciPy's OpenBLAS runs its
-AVX2 (Haswell) kernels when OPENBLAS_CORETYPE=Haswell is set (~100 GFLOP/s per core here) and
-its AVX-512 (SkylakeX) kernels otherwise (~150-200). PyTorch's oneDNN uses AVX-512 either way.
+LeNet's convolutions run cydnn's direct kernels (AVX-512 here, chosen at run time; see
+csrc/_conv_direct.h), the ConvNet's second one im2col + sgemm, whose speed is the BLAS's: SciPy's
+OpenBLAS runs its AVX2 (Haswell) kernels when OPENBLAS_CORETYPE=Haswell is set (~100 GFLOP/s per
+core here) and its AVX-512 (SkylakeX) kernels otherwise (~150-200); the dense layers too. PyTorch's
+oneDNN uses AVX-512 either way.
 """
 import numpy as np
 

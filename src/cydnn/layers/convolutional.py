@@ -28,13 +28,16 @@ _MAX_PARTIAL_BYTES = 32 * 1024 * 1024
 # many the patches are built transposed instead (one run per output row and tap), which measured
 # faster for grey-image first layers (LeNet's 5x5x6 on 28x28x1, batch 64, forward+backward: 2.79 -> 1.76 ms).
 _TRANSPOSED_BELOW = 16
-# Direct path (csrc/_conv_direct.h): stride 1, no dilation, and kw * channels below this. LeNet's
-# first layer (5x5, 1 -> 6 on 28x28, batch 64) forward 0.85 -> 0.31 ms, backward 0.78 -> 0.40 ms
-# with OpenBLAS's Haswell kernels.
-_DIRECT_BELOW = 16
-# Otherwise, with a filter count that is a multiple of 16 up to this, direct kernels with the
-# filters as vector lanes (implicit GEMM on the NHWC rows: no patches, forward, dW and dx).
-_LANES_MAX_FILTERS = 32
+# Direct kernels (csrc/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
+# level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
+_SIMD = _conv.direct_level(-1) >= 1
+# Planes: stride 1, no dilation, and kw * channels below this. LeNet's first layer (5x5, 1 -> 6 on
+# 28x28, batch 64) forward 0.85 -> 0.22 ms, backward 0.78 -> 0.24 ms (OpenBLAS Haswell kernels).
+_DIRECT_BELOW = 16 if _SIMD else 0
+# Otherwise, with a filter count that is a multiple of 16 up to this, filters as vector lanes
+# (implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
+# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.46 ms (Haswell kernels); 64 filters lost.
+_LANES_MAX_FILTERS = 32 if _SIMD else 0
 _PATCHES, _PLANES, _LANES = 0, 1, 2
 
 
