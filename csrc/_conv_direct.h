@@ -84,8 +84,8 @@
 #define CD_ATTR __attribute__((target("avx512f,fma")))
 #define CD_VBYTES 64
 #define CD_NV 2
-#define CD_FB 4
-#define CD_IB 4
+#define CD_FB 6
+#define CD_IB 5
 #define CD_FV 1
 #define CD_XP 10
 #define CD_EB 10

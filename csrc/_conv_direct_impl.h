@@ -4,8 +4,8 @@
  *   CD_VBYTES  vector width in bytes (16: SSE2 / NEON; 32: AVX2; 64: AVX-512)
  *   CD_NAME(x) the name of this instance of x
  *   CD_ATTR    function attributes (a target("...") for the wider levels, or nothing)
- *   CD_NV, CD_FB, CD_IB   planes: vectors of output columns per block, filters per block (<= 4),
- *                         kernel rows per weight-gradient block (<= 4)
+ *   CD_NV, CD_FB, CD_IB   planes: vectors of output columns per block, filters per block (<= 8),
+ *                         kernel rows per weight-gradient block (<= 5)
  *   CD_FV, CD_XP, CD_EB   filters as lanes: vectors of filters, output positions and input offsets
  *                         per block; CD_DE vectors of input offsets (CD_DE lanes dividing 32) and
  *                         CD_DXIB kernel rows (<= 5) per block of dx
@@ -76,13 +76,13 @@ CD_NAME(forward_image)(const CD_T* planes, int c, int ph, int pw, int kh, int kw
             int f0 = 0;
             for (; f0 + CD_FB <= F; f0 += CD_FB) CD_FWD(CD_FB);
             switch (F - f0) {   /* the last filters, fewer than a block */
-                case 1: CD_FWD(1); break;
-#if CD_FB > 2
-                case 2: CD_FWD(2); break;
-#endif
-#if CD_FB > 3
-                case 3: CD_FWD(3); break;
-#endif
+                case 1: if (CD_FB > 1) CD_FWD(1); break;
+                case 2: if (CD_FB > 2) CD_FWD(2); break;
+                case 3: if (CD_FB > 3) CD_FWD(3); break;
+                case 4: if (CD_FB > 4) CD_FWD(4); break;
+                case 5: if (CD_FB > 5) CD_FWD(5); break;
+                case 6: if (CD_FB > 6) CD_FWD(6); break;
+                case 7: if (CD_FB > 7) CD_FWD(7); break;
                 default: break;
             }
         }
@@ -131,13 +131,10 @@ CD_NAME(dw_image)(const CD_T* planes, int c, int ph, int pw, int kh, int kw,
             int i0 = 0;
             for (; i0 + CD_IB <= kh; i0 += CD_IB) CD_DW(CD_IB);
             switch (kh - i0) {   /* the last kernel rows, fewer than a block */
-                case 1: CD_DW(1); break;
-#if CD_IB > 2
-                case 2: CD_DW(2); break;
-#endif
-#if CD_IB > 3
-                case 3: CD_DW(3); break;
-#endif
+                case 1: if (CD_IB > 1) CD_DW(1); break;
+                case 2: if (CD_IB > 2) CD_DW(2); break;
+                case 3: if (CD_IB > 3) CD_DW(3); break;
+                case 4: if (CD_IB > 4) CD_DW(4); break;
                 default: break;
             }
         }

@@ -165,6 +165,7 @@ def test_zero_padding(cls, padding, shape):
     (17, (2, 5), 1, ((1, 2), (3, 0)), (2, 6, 9, 2), 1),  # weight-gradient lanes over several blocks
     (4, 1, 1, "valid", (2, 3, 5, 7), 1),                 # pointwise
     (3, (4, 2), 1, "valid", (2, 4, 2, 1), 1),            # kernel as large as the input
+    (7, (7, 3), 1, "same", (2, 9, 8, 2), 1),             # blocks of filters and kernel rows plus tails
     (16, 5, 1, "valid", (3, 14, 14, 6), 2),              # LeNet's second layer: filters as lanes
     (32, 3, 2, "same", (2, 9, 11, 8), 2),                # strided, padded, two blocks of filters
     (16, (3, 1), (1, 2), "valid", (2, 5, 23, 5), 2),     # a row longer than a block of positions
