@@ -72,14 +72,17 @@ cdef void max_pool_2x2_image(const floating* x,   # IN  one image (h, w, c)
     larger of its two vertical winners. On ties the window's first cell in row-major order wins, as
     in max_pool_image: the right column wins only if greater, or equal with the left winner from the
     lower row and the right one from the upper row."""
-    cdef floating v[PAIR_BUF]
-    cdef int low[PAIR_BUF]
-    cdef Py_ssize_t p, q, q0, qn, k, ci, rowlen = <Py_ssize_t>w * c, qb = PAIR_BUF // (2 * c)
-    cdef Py_ssize_t left, base, out, first
+    cdef floating v[PAIR_BUF + 4]
+    cdef int low[PAIR_BUF + 4]   # rowlen where the lower row's value won, else 0
+    cdef Py_ssize_t p, q, q0, qn, k, ci, cn, rowlen = <Py_ssize_t>w * c, qb = PAIR_BUF // (2 * c)
+    cdef Py_ssize_t cw = (c + 3) // 4 * 4, total = <Py_ssize_t>oh * ow * c, left, base, out
     cdef const floating* r0
     cdef const floating* r1
     cdef floating a, b
-    cdef int take, lo
+    cdef int take, lo, hi, first, irow = <int>rowlen
+    for k in range(PAIR_BUF, PAIR_BUF + 4):
+        v[k] = 0
+        low[k] = 0
     for p in range(oh):
         r0 = x + 2 * p * rowlen
         r1 = r0 + rowlen
@@ -91,20 +94,24 @@ cdef void max_pool_2x2_image(const floating* x,   # IN  one image (h, w, c)
             for k in range(2 * qn * c):
                 a = r0[base + k]
                 b = r1[base + k]
-                low[k] = b > a
+                low[k] = irow if b > a else 0
                 v[k] = b if b > a else a
-            # horizontal pass: columns 2q and 2q + 1, with integer masks instead of branches
+            # horizontal pass: columns 2q and 2q + 1, by selects. Each column runs c rounded up to 4
+            # channels (whole vectors): the extra lanes write the next outputs, which their own
+            # column then overwrites; the columns within cw of the image's end run exactly c.
             for q in range(qn):
                 out = (p * ow + q0 + q) * c
                 left = 2 * q * c
-                first = 2 * p * rowlen + base + left
-                for ci in range(c):
+                first = <int>(2 * p * rowlen + base + left)
+                cn = cw if out + cw <= total else c
+                for ci in range(cn):
                     a = v[left + ci]
                     b = v[left + c + ci]
                     lo = low[left + ci]
-                    take = <int>(b > a) | (<int>(b == a) & lo & (low[left + c + ci] ^ 1))
+                    hi = low[left + c + ci]
+                    take = <int>(b > a) | (<int>(b == a) & <int>(lo != 0) & <int>(hi == 0))
                     y[out + ci] = b if take else a
-                    am[out + ci] = <int>(first + ci + lo * rowlen) + take * (c + (low[left + c + ci] - lo) * <int>rowlen)
+                    am[out + ci] = (first + <int>(c + ci) + hi) if take else (first + <int>ci + lo)
             q0 += qn
 
 

@@ -117,6 +117,20 @@ def test_max_pool_2x2_ties_go_to_the_first_cell(dtype, hw, c):
     np.testing.assert_array_equal(layer.backward(dy), expected)
 
 
+@pytest.mark.parametrize("hw,c", [((2, 2), 1), ((2, 4), 1), ((4, 2), 3), ((2, 6), 5), ((6, 4), 7)])
+def test_max_pool_2x2_writes_nothing_past_the_batch(hw, c):
+    # the 2x2 path writes whole vectors of channels, spilling into the next outputs; never past
+    # the last image's
+    from cydnn._kernels import pool as _pool
+    x = rand(2, *hw, c).astype(np.float32)
+    oh, ow = hw[0] // 2, hw[1] // 2
+    y_all = np.full((3, oh, ow, c), 7.0, np.float32)
+    am_all = np.full((3, oh, ow, c), -7, np.int32)
+    _pool.max_pool2d_forward(x, y_all[:2], am_all[:2], 2, 2, 2, 2, 0, 0, 1)
+    assert (y_all[2] == 7.0).all() and (am_all[2] == -7).all()
+    np.testing.assert_array_equal(y_all[:2], layers.MaxPooling2D()(x))
+
+
 def test_average_same_divides_by_real_cells():
     # 3x3 of ones, pool 2 stride 2 "same": every window averages to 1 (the padding is not counted)
     y = layers.AveragePooling2D(2, padding="same")(np.ones((1, 3, 3, 1)))
