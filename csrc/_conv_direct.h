@@ -25,6 +25,7 @@
 #define CD_EB 5
 #define CD_DE 4
 #define CD_DXIB 1
+#define CD_DXQ 2
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f0
 #include "_conv_direct_impl.h"
@@ -45,6 +46,7 @@
 #undef CD_EB
 #undef CD_DE
 #undef CD_DXIB
+#undef CD_DXQ
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CYDNN_CD_X86 1
@@ -59,6 +61,7 @@
 #define CD_EB 6
 #define CD_DE 4
 #define CD_DXIB 1
+#define CD_DXQ 2
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f1
 #include "_conv_direct_impl.h"
@@ -79,6 +82,7 @@
 #undef CD_EB
 #undef CD_DE
 #undef CD_DXIB
+#undef CD_DXQ
 
 /* level 2: AVX-512F, 64-byte vectors, 32 registers */
 #define CD_ATTR __attribute__((target("avx512f,fma")))
@@ -90,7 +94,8 @@
 #define CD_XP 10
 #define CD_EB 10
 #define CD_DE 2
-#define CD_DXIB 5
+#define CD_DXIB 2
+#define CD_DXQ 4
 #define CD_T float
 #define CD_NAME(x) cydnn_cd_##x##_f2
 #include "_conv_direct_impl.h"
@@ -111,6 +116,7 @@
 #undef CD_EB
 #undef CD_DE
 #undef CD_DXIB
+#undef CD_DXQ
 #endif
 
 /* Output columns per block, at most, over every level: plane widths are rounded up to it. */

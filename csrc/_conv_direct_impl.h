@@ -7,8 +7,8 @@
  *   CD_NV, CD_FB, CD_IB   planes: vectors of output columns per block, filters per block (<= 8),
  *                         kernel rows per weight-gradient block (<= 5)
  *   CD_FV, CD_XP, CD_EB   filters as lanes: vectors of filters, output positions and input offsets
- *                         per block; CD_DE vectors of input offsets (CD_DE lanes dividing 32) and
- *                         CD_DXIB kernel rows (<= 5) per block of dx
+ *                         per block; CD_DE vectors of input offsets (CD_DE lanes dividing 32),
+ *                         CD_DXIB kernel rows (<= 5) and CD_DXQ positions (<= 4) per block of dx
  * chosen so that a block's accumulators fill the registers of the level without spilling.
  *
  * Planes (few input channels, stride 1). The image is copied, per channel, into a zero-padded plane
@@ -26,6 +26,16 @@
 #define CD_VEC CD_NAME(vec)
 
 typedef CD_T CD_VEC __attribute__((vector_size(CD_VBYTES), aligned(sizeof(CD_T)), may_alias));
+
+/* Keep a loaded vector in a register: GCC otherwise re-reads it as a memory operand of each FMA
+ * that uses it, and the loads, not the FMAs, set the pace. */
+#ifndef CD_KEEP
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CD_KEEP(v) __asm__("" : "+v"(v))
+#else
+#define CD_KEEP(v) ((void)0)
+#endif
+#endif
 
 /* z[p, x0 .. x0 + XB, f0 .. f0 + nf] (nf <= CD_FB, a constant after inlining): the accumulators
  * stay in registers over all the taps; then bias and a scatter into the NHWC row. */
@@ -227,24 +237,26 @@ CD_NAME(nhwc_dw)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int sw,
 }
 
 /* dxp[(p*sh + i0 + ib)*wp*c + (x + q)*sw*c + e0 ..] += sum over f of dz[p, x + q, f] * wt[i0 + ib, f, e0 ..]
- * for q < nq (<= 2) positions and ib < ni (<= CD_DXIB) kernel rows, constants after inlining, over
- * CD_DE vectors of offsets e: each weight vector loaded feeds both positions. The windows of the
- * two positions overlap in dxp: the first is added before the second. */
+ * for q < nq (<= CD_DXQ) positions and ib < ni (<= CD_DXIB) kernel rows, constants after inlining,
+ * over CD_DE vectors of offsets e: each weight vector is loaded once (CD_KEEP: not re-read as a
+ * memory operand of every FMA) for all the positions. Their windows overlap in dxp: they are added
+ * in position order. */
 static inline __attribute__((always_inline)) CD_ATTR void
 CD_NAME(nhwc_dx_block)(CD_T* dx0, int rowstep, int step, const CD_T* g, const CD_T* wt, int ep, int F,
                        const int nq, int i0, const int ni, int e0) {
-    CD_VEC acc[2][CD_DXIB][CD_DE];
+    CD_VEC acc[CD_DXQ][CD_DXIB][CD_DE];
     for (int q = 0; q < nq; q++)
         for (int ib = 0; ib < ni; ib++)
             for (int v = 0; v < CD_DE; v++) acc[q][ib][v] = (CD_VEC){0};
     for (int f = 0; f < F; f++) {
-        CD_T a0 = g[f], a1 = nq > 1 ? g[F + f] : (CD_T)0;
+        CD_T a[CD_DXQ];
+        for (int q = 0; q < nq; q++) a[q] = g[(size_t)q * F + f];
         for (int ib = 0; ib < ni; ib++) {
             const CD_T* wr = wt + ((size_t)(i0 + ib) * F + f) * ep + e0;
             for (int v = 0; v < CD_DE; v++) {
                 CD_VEC wv = *(const CD_VEC*)(wr + v * CD_VL);
-                acc[0][ib][v] += a0 * wv;
-                if (nq > 1) acc[1][ib][v] += a1 * wv;
+                CD_KEEP(wv);
+                for (int q = 0; q < nq; q++) acc[q][ib][v] += a[q] * wv;
             }
         }
     }
@@ -276,12 +288,17 @@ CD_NAME(nhwc_dx)(CD_T* dxp, int wp, int c, int kh, int sh, int sw, const CD_T* d
         } } while (0)
     int step = sw * c, rowstep = wp * c;
     for (int p = 0; p < oh; p++)
-        for (int x = 0; x < ow; x += 2) {
+        for (int x = 0; x < ow; x += CD_DXQ) {
             const CD_T* g = dz + ((size_t)p * ow + x) * F;
             CD_T* dx0 = dxp + (size_t)p * sh * rowstep + (size_t)x * step;
             for (int e0 = 0; e0 < ep; e0 += CD_DE * CD_VL) {
-                if (x + 1 < ow) CD_DX_ROWS(2);
-                else CD_DX_ROWS(1);
+                switch (ow - x < CD_DXQ ? ow - x : CD_DXQ) {   /* positions left in the row */
+                    case 1: CD_DX_ROWS(1); break;
+                    case 2: if (CD_DXQ >= 2) CD_DX_ROWS(2); break;
+                    case 3: if (CD_DXQ >= 3) CD_DX_ROWS(3); break;
+                    case 4: if (CD_DXQ >= 4) CD_DX_ROWS(4); break;
+                    default: break;
+                }
             }
         }
 #undef CD_DX_ROWS
