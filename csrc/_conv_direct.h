@@ -169,8 +169,9 @@ static void cydnn_cd_dw_d(const double* planes, int c, int ph, int pw, int kh, i
     CYDNN_CD_DISPATCH(dw_image, d, (planes, c, ph, pw, kh, kw, dzpad, lrow, F, oh, ow, part, ls));
 }
 
-
-/* Values of slack after the padded image of the filters-as-lanes kernels, for every level. */
+/* Values of slack after the padded image of the filters-as-lanes kernels, for every level: a block
+ * running up to 16 positions past a row's end (forward), up to 16 offsets past kw*c (dW), and the
+ * fewer than 32 zero lanes past kw*c of each patch gradient (dx). */
 #define CYDNN_CD_SLACK(c, sw) ((16 * (sw) + 16) * (c) + 64)
 
 static void cydnn_cd_nhwc_forward_f(const float* xp, int wp, int c, int kh, int kw, int sh, int sw, const float* w,

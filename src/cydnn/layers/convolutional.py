@@ -32,12 +32,14 @@ _TRANSPOSED_BELOW = 16
 # level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
 _SIMD = _conv.direct_level(-1) >= 1
 # Planes: stride 1, no dilation, and kw * channels below this. LeNet's first layer (5x5, 1 -> 6 on
-# 28x28, batch 64) forward 0.85 -> 0.22 ms, backward 0.78 -> 0.24 ms (OpenBLAS Haswell kernels).
+# 28x28, batch 64) forward 0.85 -> 0.20 ms, backward 0.78 -> 0.18 ms (vs OpenBLAS's Haswell kernels).
 _DIRECT_BELOW = 16 if _SIMD else 0
 # Otherwise, with a filter count that is a multiple of 16 up to this, filters as vector lanes
 # (implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
-# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.46 ms (Haswell kernels); 64 filters lost.
-_LANES_MAX_FILTERS = 32 if _SIMD else 0
+# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.42 ms (Haswell kernels). The ConvNet
+# workload (its 3x3, 32 -> 64 on 26x26) 112 -> 76 ms a step with the Haswell kernels, even (72 ms)
+# with the SkylakeX ones; 64 filters is where the SkylakeX kernels catch up.
+_LANES_MAX_FILTERS = 64 if _SIMD else 0
 _PATCHES, _PLANES, _LANES = 0, 1, 2
 
 
