@@ -8,20 +8,22 @@
 #   a   (T, batch, G*u)    gate activations (LSTM, GRU)
 #   hs  (T+1, batch, u)    hs[0] = initial h, hs[s+1] = h after step s (cs likewise for the LSTM cell)
 #
-# Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, one GEMM over
-# (T*batch) rows split in row blocks; (2) the recurrence, parallel over the batch: each thread owns
-# a block of rows for the whole sequence (rows never interact), and per step runs its own
-# single-threaded GEMM z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
-# Backward: (1) per thread, for its rows, steps T-1..0: fused gate gradients dz[s], then
-# dh_{s-1} = dz[s] @ recurrent_kernel^T (one GEMM per step); (2) the weight gradients, each ONE GEMM
-# over all steps, dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (split over output rows),
-# the bias gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
+# Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, a GEMM over
+# (T*batch) rows cut in row blocks; (2) the recurrence, parallel over the batch: the batch is cut
+# into blocks of rows, each block runs the whole sequence (rows never interact), and per step its
+# own single-threaded GEMM z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
+# Backward: (1) per block of rows, steps T-1..0: fused gate gradients dz[s], then
+# dh_{s-1} = dz[s] @ recurrent_kernel^T (one GEMM per step); (2) the weight gradients, GEMMs over
+# all steps, dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (in blocks of output rows), the
+# bias gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
 #
-# Thread-count independence. OpenBLAS computes a row of C with a micro-kernel that depends on the
-# row's position in its tile (Haswell sgemm tiles 12 rows), so a row can round differently when
-# the rows are split differently. Row blocks therefore start at multiples of ROW_GRANULE (12; a
-# multiple of every tile height measured here), the batch-1 path is the same at any thread count,
-# and every sum written here runs in a fixed order: results do not depend on the thread count.
+# Thread-count independence. OpenBLAS rounds a row of C differently depending on where it sits in
+# a call (its kernels work in tiles and treat edge tiles differently; the tiles differ between
+# its Haswell and SkylakeX kernels), so no row may change calls when the thread count changes.
+# Every block above is fixed by the shape alone (_blas.fixed_blocks, as in dense.pyx) and threads
+# take whole blocks, so every row goes through the identical BLAS call at any thread count; the
+# batch-1 path (gemv) is the same at any thread count, and every sum written here runs in a fixed
+# order: results do not depend on the thread count.
 #
 # Masking: mask[b, t] = 0 skips the step for that row: state carried (h, c unchanged) and, as in
 # Keras, the output is the previous output (zeros before the first unmasked step), or zeros when
@@ -34,7 +36,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, gemv, threads_for_work, GEMM_GRAIN
+from _blas cimport gemm, gemv, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
 
 cdef extern from *:
@@ -275,7 +277,11 @@ cdef extern from *:
 
 
 cdef enum:
-    ROW_GRANULE = 12   # row blocks start at multiples of this (see "Thread-count independence")
+    # Block sizes (see "Thread-count independence"): blocks are cut from the shape alone
+    # (_blas.fixed_blocks, about this many rows each), never from the thread count.
+    STEP_ROW_BLOCK = 32    # batch rows per block of the recurrence (a block runs all T steps)
+    PROJ_ROW_BLOCK = 256   # (T*batch) rows per GEMM of the input projection and of dx
+    WGRAD_ROW_BLOCK = 64   # rows of dkernel / drecurrent_kernel per GEMM
 
 
 def fast_tanh(floating x):
@@ -289,27 +295,6 @@ def fast_exp(floating x):
 
 
 # ------------------------------------------------------------------------------------ helpers
-cdef inline int n_row_blocks(int n, long long work, int n_threads) noexcept nogil:
-    """How many ROW_GRANULE-aligned blocks n rows are split into: one per thread, but at most one
-    per GEMM_GRAIN multiply-adds of ``work`` (a small problem stays on one thread)."""
-    cdef int granules = (n + ROW_GRANULE - 1) // ROW_GRANULE
-    return threads_for_work(work, GEMM_GRAIN, granules, n_threads)
-
-
-cdef inline int row_block_start(int n, int nb, int i) noexcept nogil:
-    """First row of block i of nb: near-equal blocks whose starts are multiples of ROW_GRANULE."""
-    cdef long long s
-    if i >= nb:
-        return n
-    s = (<long long>n * i) // nb
-    s = ((s + ROW_GRANULE // 2) // ROW_GRANULE) * ROW_GRANULE
-    return <int>min(s, <long long>n)
-
-
-cdef inline int col_block_start(int n, int nb, int i) noexcept nogil:
-    return <int>((<long long>n * i) // nb)
-
-
 cdef inline bint step_on(const unsigned char* mask, int T, int b, int t) noexcept nogil:
     """Is input time t of row b a real step (no mask: always)?"""
     return mask == NULL or mask[<Py_ssize_t>b * T + t] != 0
@@ -452,40 +437,40 @@ cdef void gather_dh(const floating* dh, const floating* dyseq, const unsigned ch
             memcpy(g + o, dh + o, u * sizeof(floating))
 
 
-cdef void weight_grads(const floating* xt, const floating* hs, const floating* dz, int ld_dz,
-                       const floating* dz2, int ld_dz2, int split, const floating* hs2, int rsplit,
-                       int rows, int nin, int u, int width, floating* dkernel, floating* drkernel,
-                       floating beta, int nb, int t) noexcept nogil:
-    """Block t of nb of dkernel (+)= xt^T @ D and drkernel (+)= H^T @ dz, each one GEMM over all
-    rows (T*batch), split over output rows. D = dz (rows x width) when dz2 is NULL; for the GRU
-    (reset_after), D = [dz[:, :split] | dz2] (the candidate's input part differs). H = hs[0:T]
+cdef void kernel_grad_rows(const floating* xt, const floating* dz, int ld_dz, const floating* dz2,
+                           int ld_dz2, int split, int rows, int nin, int width, floating* dkernel,
+                           floating beta, int k0, int k1) noexcept nogil:
+    """Rows k0..k1 of dkernel (+)= xt^T @ D, one GEMM over all rows (T*batch). D = dz
+    (rows x width) when dz2 is NULL; for the GRU (reset_after), D = [dz[:, :split] | dz2] (the
+    candidate's input part differs)."""
+    if k1 <= k0:
+        return
+    if dz2 == NULL:
+        gemm(True, False, k1 - k0, width, rows, <floating>1, xt + k0, nin, dz, ld_dz,
+             beta, dkernel + <Py_ssize_t>k0 * width, width)
+    else:
+        gemm(True, False, k1 - k0, split, rows, <floating>1, xt + k0, nin, dz, ld_dz,
+             beta, dkernel + <Py_ssize_t>k0 * width, width)
+        gemm(True, False, k1 - k0, width - split, rows, <floating>1, xt + k0, nin, dz2,
+             ld_dz2, beta, dkernel + <Py_ssize_t>k0 * width + split, width)
+
+
+cdef void recurrent_grad_rows(const floating* hs, const floating* dz, int ld_dz,
+                              const floating* hs2, int rsplit, int rows, int u, int width,
+                              floating* drkernel, floating beta, int k0, int k1) noexcept nogil:
+    """Rows k0..k1 of drkernel (+)= H^T @ dz, one GEMM over all rows (T*batch). H = hs[0:T]
     (h_{s-1} of every step) when hs2 is NULL; for the GRU (reset_before), the candidate's columns
     from rsplit on multiply hs2 = r * h_{s-1} instead."""
-    cdef int k0, k1
-    if dkernel != NULL:
-        k0 = row_block_start(nin, nb, t)
-        k1 = row_block_start(nin, nb, t + 1)
-        if k1 > k0:
-            if dz2 == NULL:
-                gemm(True, False, k1 - k0, width, rows, <floating>1, xt + k0, nin, dz, ld_dz,
-                     beta, dkernel + <Py_ssize_t>k0 * width, width)
-            else:
-                gemm(True, False, k1 - k0, split, rows, <floating>1, xt + k0, nin, dz, ld_dz,
-                     beta, dkernel + <Py_ssize_t>k0 * width, width)
-                gemm(True, False, k1 - k0, width - split, rows, <floating>1, xt + k0, nin, dz2,
-                     ld_dz2, beta, dkernel + <Py_ssize_t>k0 * width + split, width)
-    if drkernel != NULL:
-        k0 = row_block_start(u, nb, t)
-        k1 = row_block_start(u, nb, t + 1)
-        if k1 > k0:
-            if hs2 == NULL:
-                gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
-                     beta, drkernel + <Py_ssize_t>k0 * width, width)
-            else:
-                gemm(True, False, k1 - k0, rsplit, rows, <floating>1, hs + k0, u, dz, ld_dz,
-                     beta, drkernel + <Py_ssize_t>k0 * width, width)
-                gemm(True, False, k1 - k0, width - rsplit, rows, <floating>1, hs2 + k0, u,
-                     dz + rsplit, ld_dz, beta, drkernel + <Py_ssize_t>k0 * width + rsplit, width)
+    if k1 <= k0:
+        return
+    if hs2 == NULL:
+        gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
+             beta, drkernel + <Py_ssize_t>k0 * width, width)
+    else:
+        gemm(True, False, k1 - k0, rsplit, rows, <floating>1, hs + k0, u, dz, ld_dz,
+             beta, drkernel + <Py_ssize_t>k0 * width, width)
+        gemm(True, False, k1 - k0, width - rsplit, rows, <floating>1, hs2 + k0, u,
+             dz + rsplit, ld_dz, beta, drkernel + <Py_ssize_t>k0 * width + rsplit, width)
 
 
 cdef void column_sums(const floating* d, int ld, int rows, int c0, int c1, floating* out,
@@ -577,7 +562,7 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                        bint zero_state, bint approx, int n_threads):
     """h_s := act(x_t @ kernel + h_{s-1} @ rkernel + bias), s = 0..T-1 (t = s, or T-1-s reversed)."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = kernel.shape[1]
-    cdef int rows = T * batch, nb, t, r0, r1
+    cdef int rows = T * batch, nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -591,17 +576,19 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(rows, <long long>rows * nin * u, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(rows, nb, t)
-        r1 = row_block_start(rows, nb, t + 1)
+    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
+    nt = threads_for_work(<long long>rows * nin * u, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(rows, nb, t)
+        r1 = block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
                            &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p, yseq_p,
                                     &ylast[0, 0], T, batch, u, act, alpha, reverse,
@@ -668,7 +655,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
                         bint need_dh0, bint accumulate, bint approx, int n_threads):
     """Backpropagation through time; weight gradients (+)= when accumulate."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, t, r0, r1
+    cdef int nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -684,10 +671,11 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
@@ -717,7 +705,7 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     hs2 (T, batch, u) or None: the left operand of the recurrent kernel's columns from rsplit on
     (the GRU with reset_before multiplies r * h_{s-1} there)."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
-    cdef int u = hs.shape[2], rows = T * batch, nb, t, r0, r1, c0, c1
+    cdef int u = hs.shape[2], rows = T * batch, t, c0, c1
     cdef const floating* dz2_p = NULL
     if dz2 is not None:
         dz2_p = &dz2[0, 0, 0]
@@ -734,14 +722,25 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     cdef floating* db2 = opt_ptr(dbias2)
     cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
     cdef floating beta = 1 if accumulate else 0
-    nb = n_row_blocks(max(rows, max(nin, u)), <long long>rows * width * (2 * nin + u), n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
+    # Shape-fixed blocks: dkernel and drkernel in blocks of rows (each GEMM sums over all T*batch
+    # rows), dx in blocks of rows; thread t takes a contiguous share of whole blocks of each list.
+    cdef int nbk = fixed_blocks(nin, WGRAD_ROW_BLOCK) if dk != NULL else 0
+    cdef int nbr = fixed_blocks(u, WGRAD_ROW_BLOCK) if drk != NULL else 0
+    cdef int nbx = fixed_blocks(rows, PROJ_ROW_BLOCK) if dx_p != NULL else 0
+    cdef int i, nt = threads_for_work(<long long>rows * width * (2 * nin + u), GEMM_GRAIN,
+                                      max(max(nbk + nbr, nbx), 1), n_threads)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         # gradient with respect to the kernel and the recurrent kernel
-        weight_grads(&xt[0, 0, 0], &hs[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, hs2_p,
-                     rsplit, rows, nin, u, width, dk, drk, beta, nb, t)
+        for i in range(block_start(nbk, nt, t), block_start(nbk, nt, t + 1)):
+            kernel_grad_rows(&xt[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, rows, nin,
+                             width, dk, beta, block_start(nin, nbk, i), block_start(nin, nbk, i + 1))
+        for i in range(block_start(nbr, nt, t), block_start(nbr, nt, t + 1)):
+            recurrent_grad_rows(&hs[0, 0, 0], &dz[0, 0, 0], width, hs2_p, rsplit, rows, u, width,
+                                drk, beta, block_start(u, nbr, i), block_start(u, nbr, i + 1))
         # gradient with respect to the bias: column sums over all steps and rows, in row order
-        c0 = col_block_start(width, nb, t)
-        c1 = col_block_start(width, nb, t + 1)
+        # (each column's sum is the same however the columns are split)
+        c0 = block_start(width, nt, t)
+        c1 = block_start(width, nt, t + 1)
         if db != NULL:
             if dz2_p == NULL:
                 column_sums(&dz[0, 0, 0], width, rows, c0, c1, db, accumulate)
@@ -752,11 +751,10 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
         if db2 != NULL:
             column_sums(&dz[0, 0, 0], width, rows, c0, c1, db2, accumulate)
         # gradient with respect to the input
-        if dx_p != NULL:
-            r0 = row_block_start(rows, nb, t)
-            r1 = row_block_start(rows, nb, t + 1)
+        for i in range(block_start(nbx, nt, t), block_start(nbx, nt, t + 1)):
             input_grads(&dz[0, 0, 0], width, dz2_p, ld2, split, &kernel[0, 0], nin, width, keep_p,
-                        batch, T, reverse, &dxt[0, 0, 0], dx_p, r0, r1)
+                        batch, T, reverse, &dxt[0, 0, 0], dx_p, block_start(rows, nbx, i),
+                        block_start(rows, nbx, i + 1))
 
 
 # ------------------------------------------------------------------------------------ LSTM
@@ -836,7 +834,7 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     """i, f, o = ract(.), c~ = act(.) of x_t @ kernel + h @ rkernel + bias;
     c := f * c + i * c~;  h := o * act(c)."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, t, r0, r1
+    cdef int rows = T * batch, nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -850,17 +848,19 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(rows, <long long>rows * nin * 4 * u, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(rows, nb, t)
-        r1 = row_block_start(rows, nb, t + 1)
+    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
+    nt = threads_for_work(<long long>rows * nin * 4 * u, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(rows, nb, t)
+        r1 = block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u,
                            bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             lstm_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
                               &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
@@ -953,7 +953,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
                   int n_threads):
     """Backpropagation through time; weight gradients (+)= when accumulate."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, t, r0, r1
+    cdef int nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -972,10 +972,11 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, dcT_p,
@@ -1067,7 +1068,7 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
     """Keras GRU with reset_after: z, r = ract(x W + b_i + h U + b_r) (z, r parts);
     h~ = act(x W_h + b_ih + r * (h U_h + b_rh));  h := z * h + (1 - z) * h~."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, t, r0, r1
+    cdef int rows = T * batch, nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -1089,17 +1090,19 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
         brec = &zeros[0]
     else:
         brec = &bias[1, 0]
-    nb = n_row_blocks(rows, <long long>rows * nin * 3 * u, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(rows, nb, t)
-        r1 = row_block_start(rows, nb, t + 1)
+    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
+    nt = threads_for_work(<long long>rows * nin * 3 * u, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(rows, nb, t)
+        r1 = block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
                            bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             gru_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
                              &rkernel[0, 0], brec, mask_p, yseq_p, &ylast[0, 0], T, batch, u,
@@ -1190,7 +1193,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     The input projection's gradient is [dr[:, :2u] | dxh]; the recurrent projection's is dr.
     """
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, t, r0, r1
+    cdef int nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -1206,10 +1209,11 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
@@ -1344,7 +1348,7 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     """Keras GRU with reset_after=False: z, r = ract(x W_{z,r} + b_{z,r} + h U_{z,r});
     h~ = act(x W_h + b_h + (r * h) U_h);  h := z * h + (1 - z) * h~."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, t, r0, r1
+    cdef int rows = T * batch, nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -1358,17 +1362,19 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(rows, <long long>rows * nin * 3 * u, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(rows, nb, t)
-        r1 = row_block_start(rows, nb, t + 1)
+    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
+    nt = threads_for_work(<long long>rows * nin * 3 * u, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(rows, nb, t)
+        r1 = block_start(rows, nb, t + 1)
         if r1 > r0:
             project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
                            bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             gru_rb_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rhp[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
                                 &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
@@ -1473,7 +1479,7 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     """Backpropagation through time; weight gradients (+)= when accumulate. The recurrent
     kernel's candidate columns multiply r * h_{s-1} (rhp), the gates' columns h_{s-1}."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, t, r0, r1
+    cdef int nb, nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -1489,10 +1495,11 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = n_row_blocks(batch, <long long>T * batch * u * rkernel.shape[1], n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
-        r0 = row_block_start(batch, nb, t)
-        r1 = row_block_start(batch, nb, t + 1)
+    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
+    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nb, t)
+        r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p, &first_on[0], T, u, reverse,
