@@ -391,6 +391,7 @@ def test_accumulate_grads_and_no_input_grad():
 # really split the batch
 @pytest.mark.parametrize("make", [lambda: layers.Conv2D(16, 3, padding="same", activation="relu"),
                                   lambda: layers.Conv2D(32, 3, strides=2, activation="relu"),
+                                  lambda: layers.Conv2D(15, (5, 1), padding="same", activation="relu"),
                                   lambda: layers.Conv1D(32, 5, strides=2),
                                   lambda: layers.DepthwiseConv2D(3, depth_multiplier=2)])
 def test_results_do_not_depend_on_thread_count(make, monkeypatch, layout):

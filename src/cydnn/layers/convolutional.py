@@ -31,15 +31,18 @@ _TRANSPOSED_BELOW = 16
 # Direct kernels (csrc/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
 # level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
 _SIMD = _conv.direct_level(-1) >= 1
-# Planes: stride 1, no dilation, and kw * channels below this. LeNet's first layer (5x5, 1 -> 6 on
-# 28x28, batch 64) forward 0.85 -> 0.20 ms, backward 0.78 -> 0.18 ms (vs OpenBLAS's Haswell kernels).
-_DIRECT_BELOW = 16 if _SIMD else 0
-# Otherwise, with a filter count that is a multiple of 16 up to this, filters as vector lanes
-# (implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
-# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.42 ms (Haswell kernels). The ConvNet
-# workload (its 3x3, 32 -> 64 on 26x26) 112 -> 76 ms a step with the Haswell kernels, even (72 ms)
-# with the SkylakeX ones; 64 filters is where the SkylakeX kernels catch up.
+# Filters as vector lanes: a filter count that is a multiple of 16 up to this, no dilation (an
+# implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
+# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.42 ms (vs OpenBLAS's Haswell kernels).
+# The ConvNet workload (its 3x3, 32 -> 64 on 26x26) 112 -> 76 ms a step with the Haswell kernels,
+# even (72 ms) with the SkylakeX ones: 64 filters is where those catch up. First layers with 16-64
+# filters are faster this way than as planes too (32 filters 3x3 on 28x28x1: 4.0 -> 2.9 ms).
 _LANES_MAX_FILTERS = 64 if _SIMD else 0
+# Otherwise planes (output columns as lanes): stride 1, no dilation, kw * channels below this and
+# at most _PLANES_MAX_FILTERS filters. LeNet's first layer (5x5, 1 -> 6 on 28x28, batch 64) forward
+# 0.85 -> 0.20 ms, backward 0.78 -> 0.18 ms (Haswell kernels); 100 filters lost to the SkylakeX ones.
+_DIRECT_BELOW = 16 if _SIMD else 0
+_PLANES_MAX_FILTERS = 48
 _PATCHES, _PLANES, _LANES = 0, 1, 2
 
 
@@ -227,10 +230,11 @@ class _Conv(Layer):
             n, c = shape[0], shape[-1]
             kdim = ks[0] * ks[1] * c
             transposed = ks[1] * c < _TRANSPOSED_BELOW
-            if ss == (1, 1) and ds == (1, 1) and ks[1] * c < _DIRECT_BELOW:
-                direct = _PLANES
-            elif ds == (1, 1) and self.filters % 16 == 0 and self.filters <= _LANES_MAX_FILTERS:
+            if ds == (1, 1) and self.filters % 16 == 0 and self.filters <= _LANES_MAX_FILTERS:
                 direct = _LANES
+            elif (ss == (1, 1) and ds == (1, 1) and ks[1] * c < _DIRECT_BELOW
+                  and self.filters <= _PLANES_MAX_FILTERS):
+                direct = _PLANES
             else:
                 direct = _PATCHES
             per_image = out[0] * out[1] * kdim
