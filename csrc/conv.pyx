@@ -610,9 +610,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
         g0 = block_start(ng, nt, t)
         g1 = block_start(ng, nt, t + 1)
         cbuf = &col[t, 0]
-        wt = cbuf + 2 * lanes_size
+        wt = NULL
         if want_dx and direct == LANES:
-            # W (kh, kw*c, f) transposed per kernel row to (kh, f, ep), zeros past kw*c
+            # W (kh, kw*c, f) transposed per kernel row to (kh, f, ep), zeros past kw*c, after the
+            # padded image and its gradient in this thread's scratch
+            wt = cbuf + 2 * lanes_size
             for i in range(kh):
                 for fi in range(f):
                     for e in range(ep):
