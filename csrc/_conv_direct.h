@@ -90,7 +90,7 @@
 #define CD_NV 2
 #define CD_FB 6
 #define CD_IB 5
-#define CD_FV 1
+#define CD_FV 2
 #define CD_XP 10
 #define CD_EB 10
 #define CD_DE 2

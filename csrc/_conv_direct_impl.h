@@ -157,15 +157,16 @@ CD_NAME(dw_image)(const CD_T* planes, int c, int ph, int pw, int kh, int kw,
  * is a zero-padded NHWC copy (hp, wp, c) with slack after it; with dilation 1 the kw*c inputs that
  * one output position sees in kernel row i are contiguous:
  *   z[p, x, :] = bias + sum over i, e < kw*c of  xp[(p*sh + i)*wp*c + x*sw*c + e] * W[i, e, :]
- * Blocks of CD_XP output positions x CD_FV vectors of filters stay in registers. A block past the
- * row's end computes from the slack and is not stored. Level constants CD_FV, CD_XP, CD_EB come from
+ * Blocks of CD_XP output positions x CD_FV vectors of filters (one vector when the filters do not
+ * fill CD_FV) stay in registers. A block past the row's end computes from the slack and is not
+ * stored. Level constants CD_FV, CD_XP, CD_EB come from
  * the including header.
  */
 static inline __attribute__((always_inline)) CD_ATTR void
 CD_NAME(nhwc_forward_block)(const CD_T* row0, int rowstep, int kh, int e_len, int step,
-                            const CD_T* w, const CD_T* bias, int F, int fv0, int np, CD_T* zp) {
+                            const CD_T* w, const CD_T* bias, int F, int fv0, const int fv, int np, CD_T* zp) {
     CD_VEC acc[CD_XP][CD_FV];
-    for (int v = 0; v < CD_FV; v++) {
+    for (int v = 0; v < fv; v++) {
         CD_VEC b = bias ? *(const CD_VEC*)(bias + fv0 + v * CD_VL) : (CD_VEC){0};
         for (int u = 0; u < CD_XP; u++) acc[u][v] = b;
     }
@@ -174,16 +175,16 @@ CD_NAME(nhwc_forward_block)(const CD_T* row0, int rowstep, int kh, int e_len, in
         const CD_T* wi = w + (size_t)i * e_len * F + fv0;
         for (int e = 0; e < e_len; e++) {
             CD_VEC wv[CD_FV];
-            for (int v = 0; v < CD_FV; v++) wv[v] = *(const CD_VEC*)(wi + (size_t)e * F + v * CD_VL);
+            for (int v = 0; v < fv; v++) wv[v] = *(const CD_VEC*)(wi + (size_t)e * F + v * CD_VL);
             for (int u = 0; u < CD_XP; u++) {
                 CD_T a = row[(size_t)u * step + e];
-                for (int v = 0; v < CD_FV; v++) acc[u][v] += a * wv[v];
+                for (int v = 0; v < fv; v++) acc[u][v] += a * wv[v];
             }
         }
     }
     for (int u = 0; u < CD_XP; u++)
         if (u < np)
-            for (int v = 0; v < CD_FV; v++) *(CD_VEC*)(zp + (size_t)u * F + v * CD_VL) = acc[u][v];
+            for (int v = 0; v < fv; v++) *(CD_VEC*)(zp + (size_t)u * F + v * CD_VL) = acc[u][v];
 }
 
 /* z (oh, ow, F) := conv(xp, W) + bias; xp (hp, wp, c) padded, W (kh, kw*c, F). */
@@ -196,44 +197,58 @@ CD_NAME(nhwc_forward)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int
             const CD_T* row0 = xp + (size_t)p * sh * rowstep + (size_t)x0 * step;
             CD_T* zp = z + ((size_t)p * ow + x0) * F;
             int np = ow - x0 < CD_XP ? ow - x0 : CD_XP;
-            for (int fv0 = 0; fv0 < F; fv0 += CD_FV * CD_VL)
-                CD_NAME(nhwc_forward_block)(row0, rowstep, kh, e_len, step, w, bias, F, fv0, np, zp + fv0);
+            if (F % (CD_FV * CD_VL) == 0)
+                for (int fv0 = 0; fv0 < F; fv0 += CD_FV * CD_VL)
+                    CD_NAME(nhwc_forward_block)(row0, rowstep, kh, e_len, step, w, bias, F, fv0, CD_FV, np, zp + fv0);
+            else   /* one vector of filters at a time */
+                for (int fv0 = 0; fv0 < F; fv0 += CD_VL)
+                    CD_NAME(nhwc_forward_block)(row0, rowstep, kh, e_len, step, w, bias, F, fv0, 1, np, zp + fv0);
         }
 }
 
+/* part[i, e0 .. e0 + CD_EB, fv0 .. fv0 + fv*VL] += sum over (p, x) in order of
+ * xp[(p*sh + i)*wp*c + x*sw*c + e] * dz[p, x, f]  (fv vectors of filters, a constant after inlining);
+ * a block past kw*c reads the slack and stores only its real rows. */
+static inline __attribute__((always_inline)) CD_ATTR void
+CD_NAME(nhwc_dw_block)(const CD_T* xp, int rowstep, int step, int sh, const CD_T* dz, int F, int oh, int ow,
+                       int i, int e0, int e_len, int fv0, const int fv, CD_T* part) {
+    CD_T* pp = part + ((size_t)i * e_len + e0) * F + fv0;
+    CD_VEC acc[CD_EB][CD_FV];
+    for (int eb = 0; eb < CD_EB; eb++)
+        for (int v = 0; v < fv; v++)
+            acc[eb][v] = e0 + eb < e_len ? *(const CD_VEC*)(pp + (size_t)eb * F + v * CD_VL) : (CD_VEC){0};
+    for (int p = 0; p < oh; p++) {
+        const CD_T* row = xp + ((size_t)p * sh + i) * rowstep + e0;
+        const CD_T* g = dz + (size_t)p * ow * F + fv0;
+        for (int x = 0; x < ow; x++) {
+            CD_VEC gv[CD_FV];
+            for (int v = 0; v < fv; v++) gv[v] = *(const CD_VEC*)(g + (size_t)x * F + v * CD_VL);
+            for (int eb = 0; eb < CD_EB; eb++) {
+                CD_T a = row[(size_t)x * step + eb];
+                for (int v = 0; v < fv; v++) acc[eb][v] += a * gv[v];
+            }
+        }
+    }
+    for (int eb = 0; eb < CD_EB; eb++)
+        if (e0 + eb < e_len)
+            for (int v = 0; v < fv; v++) *(CD_VEC*)(pp + (size_t)eb * F + v * CD_VL) = acc[eb][v];
+}
+
 /* part (kh, kw*c, F) += the weight gradient of one image: for each kernel row i and input offset e,
- * part[i, e, :] += sum over (p, x) in order of xp[(p*sh + i)*wp*c + x*sw*c + e] * dz[p, x, :].
- * Blocks of CD_EB offsets x CD_FV vectors of filters stay in registers; a block past kw*c reads the
- * slack and stores only its real rows. */
+ * part[i, e, :] += sum over (p, x) in order of xp[(p*sh + i)*wp*c + x*sw*c + e] * dz[p, x, :]. */
 static CD_ATTR void
 CD_NAME(nhwc_dw)(const CD_T* xp, int wp, int c, int kh, int kw, int sh, int sw,
                  const CD_T* dz, int F, int oh, int ow, CD_T* part) {
     int e_len = kw * c, step = sw * c, rowstep = wp * c;
     for (int i = 0; i < kh; i++)
-        for (int e0 = 0; e0 < e_len; e0 += CD_EB)
-            for (int fv0 = 0; fv0 < F; fv0 += CD_FV * CD_VL) {
-                CD_T* pp = part + ((size_t)i * e_len + e0) * F + fv0;
-                CD_VEC acc[CD_EB][CD_FV];
-                for (int eb = 0; eb < CD_EB; eb++)
-                    for (int v = 0; v < CD_FV; v++)
-                        acc[eb][v] = e0 + eb < e_len ? *(const CD_VEC*)(pp + (size_t)eb * F + v * CD_VL)
-                                                     : (CD_VEC){0};
-                for (int p = 0; p < oh; p++) {
-                    const CD_T* row = xp + ((size_t)p * sh + i) * rowstep + e0;
-                    const CD_T* g = dz + (size_t)p * ow * F + fv0;
-                    for (int x = 0; x < ow; x++) {
-                        CD_VEC gv[CD_FV];
-                        for (int v = 0; v < CD_FV; v++) gv[v] = *(const CD_VEC*)(g + (size_t)x * F + v * CD_VL);
-                        for (int eb = 0; eb < CD_EB; eb++) {
-                            CD_T a = row[(size_t)x * step + eb];
-                            for (int v = 0; v < CD_FV; v++) acc[eb][v] += a * gv[v];
-                        }
-                    }
-                }
-                for (int eb = 0; eb < CD_EB; eb++)
-                    if (e0 + eb < e_len)
-                        for (int v = 0; v < CD_FV; v++) *(CD_VEC*)(pp + (size_t)eb * F + v * CD_VL) = acc[eb][v];
-            }
+        for (int e0 = 0; e0 < e_len; e0 += CD_EB) {
+            if (F % (CD_FV * CD_VL) == 0)
+                for (int fv0 = 0; fv0 < F; fv0 += CD_FV * CD_VL)
+                    CD_NAME(nhwc_dw_block)(xp, rowstep, step, sh, dz, F, oh, ow, i, e0, e_len, fv0, CD_FV, part);
+            else   /* one vector of filters at a time */
+                for (int fv0 = 0; fv0 < F; fv0 += CD_VL)
+                    CD_NAME(nhwc_dw_block)(xp, rowstep, step, sh, dz, F, oh, ow, i, e0, e_len, fv0, 1, part);
+        }
 }
 
 /* dxp[(p*sh + i0 + ib)*wp*c + (x + q)*sw*c + e0 ..] += sum over f of dz[p, x + q, f] * wt[i0 + ib, f, e0 ..]
