@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cydnn
+from helpers import subprocess_env
 from cydnn import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +125,7 @@ def test_time_distributed_dense_labels_every_step():
     ("attention_lstm.py", ["--epochs", "1", "--steps", "30"], "attention pooling: mean weight"),
 ])
 def test_example_scripts_run(script, args, expect):
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = subprocess_env()
     out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
