@@ -8,6 +8,14 @@ def describe(obj):
     return f"{type(obj).__name__} '{name}'" if name else str(obj)
 
 
+class ShapeOnly:
+    """Stands in for an array in shape checks, which read only ``.shape`` (a layer's
+    check_input, check_shape): unknown sizes (None) count as 1."""
+
+    def __init__(self, shape):
+        self.shape = tuple(1 if s is None else s for s in shape)
+
+
 def as_float_array(x, dtype, who, what="input"):
     """x as a C-contiguous array of dtype. Numbers are converted (a copy only if needed);
     strings, objects and complex values are refused."""

@@ -53,9 +53,9 @@ import itertools
 import numpy as np
 
 from . import serialization
-from ._validation import describe
+from ._validation import ShapeOnly, describe
+from .layers.base import unique_name
 from .layers.core import InputLayer
-from .models import _Shape, _unique_model_name
 from .training import Network, _as_list
 
 _node_ids = itertools.count()
@@ -184,7 +184,7 @@ def call_layer(layer, inputs):
         layer.dtype = tensors[0].dtype
         layer.ensure_built(arg)
     else:  # a shared or already built layer: check it can take this input
-        layer.check_input([_Shape(s) for s in shapes] if multi else _Shape(arg))
+        layer.check_input([ShapeOnly(s) for s in shapes] if multi else ShapeOnly(arg))
         layer.validate_input_shape(arg)
     out_shape = layer.compute_output_shape(arg)
     node = Node(layer, tensors, multi)
@@ -245,7 +245,7 @@ class Model(Network):
     """
 
     def __init__(self, inputs, outputs, name=None):
-        super().__init__(name=name or _unique_model_name("functional"))
+        super().__init__(name=name or unique_name("functional"))
         who = f"Model '{self.name}'"
         self.inputs, self._in_struct = _flatten_structure(inputs, "inputs", who)
         self.outputs, self._out_struct = _flatten_structure(outputs, "outputs", who)
@@ -397,12 +397,12 @@ class Model(Network):
             raise ValueError(self._count_message(len(shapes), "input shapes"))
         slot_shapes = [None] * self._n_slots
         for t, s, shape in zip(self.inputs, self._input_slots, shapes):
-            t.layer.check_input(_Shape(shape))
+            t.layer.check_input(ShapeOnly(shape))
             slot_shapes[s] = tuple(shape)
         for step in self._steps:
             layer, ins = step.layer, [slot_shapes[s] for s in step.in_slots]
             arg = ins if step.multi_in else ins[0]
-            layer.check_input([_Shape(s) for s in ins] if step.multi_in else _Shape(arg))
+            layer.check_input([ShapeOnly(s) for s in ins] if step.multi_in else ShapeOnly(arg))
             layer.validate_input_shape(arg)
             out = layer.compute_output_shape(arg)
             outs = [tuple(o) for o in out] if _is_shape_list(out) else [tuple(out)]
@@ -596,7 +596,7 @@ class Model(Network):
         for inner, t in zip(self.inputs, tensors):
             if not isinstance(t, SymbolicTensor):
                 raise TypeError(f"{who}: expected symbolic input tensors, received {type(t).__name__}")
-            inner.layer.check_input(_Shape(t.shape))
+            inner.layer.check_input(ShapeOnly(t.shape))
             mapped[id(inner)] = t
         for node in self._nodes:
             ins = [mapped[id(t)] for t in node.inputs]

@@ -1,17 +1,9 @@
 """Sequential: a plain stack of layers, each feeding the next."""
-import numpy as np
 
-from ._validation import describe
-from .layers.base import Layer
+from ._validation import ShapeOnly, describe
+from .layers.base import Layer, unique_name
 from .layers.core import InputLayer
 from .training import Network
-
-
-class _Shape:
-    """Stands in for an array in shape checks (layers' check_input reads only .shape)."""
-
-    def __init__(self, shape):
-        self.shape = tuple(1 if s is None else s for s in shape)
 
 
 class Sequential(Network):
@@ -22,7 +14,7 @@ class Sequential(Network):
     """
 
     def __init__(self, layers=None, name=None):
-        super().__init__(name=name or _unique_model_name("sequential"))
+        super().__init__(name=name or unique_name("sequential"))
         self._layers = []
         self.built = False
         self._input_layer = None
@@ -124,9 +116,9 @@ class Sequential(Network):
         """Walk a new input shape through the stack once: each layer checks what it receives."""
         (shape,) = shapes
         if self._input_layer is not None:
-            self._input_layer.check_input(_Shape(shape))
+            self._input_layer.check_input(ShapeOnly(shape))
         for layer in self._layers:
-            layer.check_input(_Shape(shape))
+            layer.check_input(ShapeOnly(shape))
             layer.validate_input_shape(shape)
             shape = layer.compute_output_shape(shape)
 
@@ -163,11 +155,3 @@ class Sequential(Network):
         from . import serialization
         return cls([serialization.deserialize_layer(c) for c in config["layers"]], name=config.get("name"))
 
-
-_model_counts = {}
-
-
-def _unique_model_name(base):
-    n = _model_counts.get(base, 0)
-    _model_counts[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"

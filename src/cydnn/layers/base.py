@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import backend, initializers, regularizers
-from .._validation import as_float_array, check_shape, describe
+from .._validation import ShapeOnly, as_float_array, check_shape, describe
 
 _name_counts = defaultdict(int)
 
@@ -150,8 +150,7 @@ class Layer:
         input_shape = (None,) + tuple(input_shape[1:])
         if not self.built:
             if self._declared_input_shape is not None:
-                check_shape(np.empty([1 if s is None else s for s in input_shape], dtype=np.uint8),
-                            self._declared_input_shape, describe(self))
+                check_shape(ShapeOnly(input_shape), self._declared_input_shape, describe(self))
             self.validate_input_shape(input_shape)
             self.build(input_shape)
             self.input_shape = input_shape

@@ -1,7 +1,7 @@
 """TimeDistributed: apply one layer to every time step of a sequence."""
 import numpy as np
 
-from .._validation import describe
+from .._validation import ShapeOnly, describe
 from .base import Layer
 
 
@@ -84,7 +84,7 @@ class TimeDistributed(Layer):
     def build(self, input_shape):
         inner = self._inner_shape(input_shape)
         if self.layer.built:
-            self.layer.check_input(_Shape(inner))
+            self.layer.check_input(ShapeOnly(inner))
         else:
             self.layer.ensure_built(inner)
 
@@ -96,7 +96,7 @@ class TimeDistributed(Layer):
         if len(x.shape) != len(self.input_shape):
             raise ValueError(f"{describe(self)}: expected input of rank {len(self.input_shape)} "
                              f"(batch, time, ...), received shape {tuple(x.shape)}")
-        self.layer.check_input(_Shape((None,) + tuple(x.shape[2:])))
+        self.layer.check_input(ShapeOnly((None,) + tuple(x.shape[2:])))
 
     # ------------------------------------------------------------------ running
     def forward(self, x, training=False):
@@ -142,9 +142,3 @@ class TimeDistributed(Layer):
         layer = serialization.deserialize_layer(config.pop("layer"))
         return cls(layer, **config)
 
-
-class _Shape:
-    """Stands in for an array in shape checks (check_input reads only .shape)."""
-
-    def __init__(self, shape):
-        self.shape = tuple(1 if s is None else s for s in shape)
