@@ -461,6 +461,9 @@ class Network:
         self._reset_metrics()
         n = xs[0].shape[0]
         total = 0.0
+        # the weights do not change while evaluating: their penalty is one number
+        penalty = sum(layer.regularization_penalty() for layer in self._graph_layers()
+                      if any(r is not None for r in layer._regularizers))
         for b, start in enumerate(range(0, n, batch_size)):
             sl = slice(start, start + batch_size)
             if callbacks:
@@ -470,8 +473,6 @@ class Network:
             yb = [a[sl] for a in ys]
             swb = None if sw is None else np.ascontiguousarray(sw[sl])
             value, _ = self._step_losses(outs, yb, swb, want_grad=False)
-            penalty = sum(layer.regularization_penalty() for layer in self._graph_layers()
-                          if any(r is not None for r in layer._regularizers))
             total += (value + penalty) * xb[0].shape[0]
             self._update_metrics(yb, outs, swb)
             if callbacks:
