@@ -252,3 +252,13 @@ def test_train_on_batch_equals_fit_on_one_batch():
     models[1].fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     for a, b in zip(models[0].get_weights(), models[1].get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adagrad_state_of_a_newly_trainable_weight_starts_at_the_initial_accumulator():
+    """When a model re-packs its parameters (a layer unfrozen), the new variable's accumulator
+    starts at initial_accumulator_value, as it does on the first step, and old ones are kept."""
+    opt = cydnn.optimizers.Adagrad(0.1, initial_accumulator_value=0.25)
+    params, grads = np.ones(3, np.float32), np.ones(3, np.float32)
+    opt.apply(params, grads)
+    opt.remap_slots({("a", 0): (0, 3)}, {("a", 0): (0, 3), ("b", 0): (3, 2)})
+    np.testing.assert_array_equal(opt._slots["accumulator"], np.array([1.25, 1.25, 1.25, 0.25, 0.25], np.float32))

@@ -59,15 +59,19 @@ class Optimizer:
         """A state buffer shaped like the parameters, created (zeros) on first use."""
         s = self._slots.get(name)
         if s is None or s.shape != like.shape or s.dtype != like.dtype:
-            s = self._slots[name] = np.zeros_like(like)
+            s = self._slots[name] = np.full_like(like, self._slot_initial_value(name))
         return s
+
+    def _slot_initial_value(self, name):
+        """What a state buffer starts at (Adagrad's accumulator: initial_accumulator_value)."""
+        return 0.0
 
     def remap_slots(self, old_layout, new_layout):
         """Keep each variable's state when a model re-packs its parameters (a layer frozen or
         unfrozen). Layouts map a variable key to its (offset, size) in the flat buffer."""
         for name, old in list(self._slots.items()):
             size = sum(n for _, n in new_layout.values())
-            new = np.zeros(size, dtype=old.dtype)
+            new = np.full(size, self._slot_initial_value(name), dtype=old.dtype)
             for key, (off, n) in new_layout.items():
                 if key in old_layout:
                     o, m = old_layout[key]
@@ -237,11 +241,11 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = _check("Adagrad", "initial_accumulator_value", initial_accumulator_value)
         self.epsilon = _check("Adagrad", "epsilon", epsilon, 0.0, low_open=True)
 
+    def _slot_initial_value(self, name):
+        return self.initial_accumulator_value
+
     def _update(self, params, grads, lr, nt):
-        acc = self._slots.get("accumulator")
-        if acc is None or acc.shape != params.shape:
-            acc = self._slots["accumulator"] = np.full_like(params, self.initial_accumulator_value)
-        _k.adagrad_step(params, grads, acc, lr, self.epsilon, self.weight_decay, nt)
+        _k.adagrad_step(params, grads, self.slot("accumulator", params), lr, self.epsilon, self.weight_decay, nt)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
