@@ -330,6 +330,21 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
                 z[<Py_ssize_t>r * width + j] += bias[j]
 
 
+cdef void project_all_inputs(const floating* x, int batch, int T, int nin, const floating* keep,
+                             bint reverse, const floating* kernel, int width, const floating* bias,
+                             floating* xt, floating* z, int n_threads) noexcept nogil:
+    """The input projection of every time step, in blocks of (T*batch) rows fixed by the shape:
+    xt := x in processing order (times dropout multipliers); z := xt @ kernel + bias."""
+    cdef int rows = T * batch, t, r0, r1
+    cdef int nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
+    cdef int nt = threads_for_work(<long long>rows * nin * width, GEMM_GRAIN, nb, n_threads)
+    for t in prange(nb, schedule="static", num_threads=nt):
+        r0 = block_start(rows, nb, t)
+        r1 = block_start(rows, nb, t + 1)
+        if r1 > r0:
+            project_inputs(x, batch, T, nin, keep, reverse, kernel, width, bias, xt, z, r0, r1)
+
+
 cdef void recurrent_matmul(const floating* h, const floating* rkernel, floating* out, int nr, int u,
                            int width, floating beta, int batch) noexcept nogil:
     """out (nr x width) := h (nr x u) @ rkernel (u x width) + beta * out. A batch of one row runs a
@@ -576,14 +591,8 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
-    nt = threads_for_work(<long long>rows * nin * u, GEMM_GRAIN, nb, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(rows, nb, t)
-        r1 = block_start(rows, nb, t + 1)
-        if r1 > r0:
-            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
-                           &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
+                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     nb = fixed_blocks(batch, STEP_ROW_BLOCK)
     nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
@@ -848,14 +857,8 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
-    nt = threads_for_work(<long long>rows * nin * 4 * u, GEMM_GRAIN, nb, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(rows, nb, t)
-        r1 = block_start(rows, nb, t + 1)
-        if r1 > r0:
-            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u,
-                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u, bias_p,
+                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     nb = fixed_blocks(batch, STEP_ROW_BLOCK)
     nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
@@ -1090,14 +1093,8 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
         brec = &zeros[0]
     else:
         brec = &bias[1, 0]
-    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
-    nt = threads_for_work(<long long>rows * nin * 3 * u, GEMM_GRAIN, nb, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(rows, nb, t)
-        r1 = block_start(rows, nb, t + 1)
-        if r1 > r0:
-            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
-                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
+                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     nb = fixed_blocks(batch, STEP_ROW_BLOCK)
     nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
@@ -1362,14 +1359,8 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
-    nt = threads_for_work(<long long>rows * nin * 3 * u, GEMM_GRAIN, nb, n_threads)
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(rows, nb, t)
-        r1 = block_start(rows, nb, t + 1)
-        if r1 > r0:
-            project_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u,
-                           bias_p, &xt[0, 0, 0], &z[0, 0, 0], r0, r1)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
+                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     nb = fixed_blocks(batch, STEP_ROW_BLOCK)
     nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
