@@ -10,20 +10,22 @@
 #
 # Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, a GEMM over
 # (T*batch) rows cut in row blocks; (2) the recurrence, parallel over the batch: the batch is cut
-# into blocks of rows, each block runs the whole sequence (rows never interact), and per step its
-# own single-threaded GEMM z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
+# into one block of rows per thread, each block runs the whole sequence (rows never interact), and
+# per step z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
 # Backward: (1) per block of rows, steps T-1..0: fused gate gradients dz[s], then
-# dh_{s-1} = dz[s] @ recurrent_kernel^T (one GEMM per step); (2) the weight gradients, GEMMs over
-# all steps, dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (in blocks of output rows), the
-# bias gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
+# dh_{s-1} = dz[s] @ recurrent_kernel^T; (2) the weight gradients, GEMMs over all steps,
+# dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (in blocks of output rows), the bias
+# gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
+# The per-step products run the packed-panel kernels of _packed_gemm.h: the recurrent kernel (or
+# its transpose) is packed once per call into the caller's scratch and read by every step.
 #
-# Thread-count independence. OpenBLAS rounds a row of C differently depending on where it sits in
-# a call (its kernels work in tiles and treat edge tiles differently; the tiles differ between
-# its Haswell and SkylakeX kernels), so no row may change calls when the thread count changes.
-# Every block above is fixed by the shape alone (_blas.fixed_blocks, as in dense.pyx) and threads
-# take whole blocks, so every row goes through the identical BLAS call at any thread count; the
-# batch-1 path (gemv) is the same at any thread count, and every sum written here runs in a fixed
-# order: results do not depend on the thread count.
+# Thread-count independence. Every entry of a per-step product is one sum over k in order,
+# wherever its row sits, so the recurrence's blocks may follow the thread count. OpenBLAS, which
+# runs the GEMMs over all steps, rounds a row of C differently depending on where it sits in a
+# call (its kernels work in tiles and treat edge tiles differently; the tiles differ between its
+# Haswell and SkylakeX kernels), so those blocks are fixed by the shape alone
+# (_blas.fixed_blocks, as in dense.pyx) and threads take whole blocks. Every sum written here runs
+# in a fixed order: results do not depend on the thread count.
 #
 # Masking: mask[b, t] = 0 skips the step for that row: state carried (h, c unchanged) and, as in
 # Keras, the output is the previous output (zeros before the first unmasked step), or zeros when
@@ -36,7 +38,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, gemv, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
+from _blas cimport gemm, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
 
 cdef extern from *:
@@ -276,10 +278,26 @@ cdef extern from *:
     float tanhf_approx "cydnn_fast_tanhf"(float x) noexcept nogil
 
 
+cdef extern from "_packed_gemm.h":
+    enum: CYDNN_PG_ALIGN
+    size_t pg_packed_size "cydnn_pg_packed_size"(int K, int N) noexcept nogil
+    void* pg_align "cydnn_pg_align"(void* p) noexcept nogil
+    int pg_set_level "cydnn_pg_set_level"(int level) noexcept nogil
+    void pg_pack_f "cydnn_pg_pack_f"(int K, int N, const float* src, int ld, int trans,
+                                     float* bp) noexcept nogil
+    void pg_pack_d "cydnn_pg_pack_d"(int K, int N, const double* src, int ld, int trans,
+                                     double* bp) noexcept nogil
+    void pg_gemm_f "cydnn_pg_gemm_f"(int M, int N, int K, const float* A, int lda, const float* bp,
+                                     int beta, float* C, int ldc) noexcept nogil
+    void pg_gemm_d "cydnn_pg_gemm_d"(int M, int N, int K, const double* A, int lda,
+                                     const double* bp, int beta, double* C, int ldc) noexcept nogil
+
+pg_set_level(-1)   # the widest SIMD level this CPU runs
+
+
 cdef enum:
     # Block sizes (see "Thread-count independence"): blocks are cut from the shape alone
     # (_blas.fixed_blocks, about this many rows each), never from the thread count.
-    STEP_ROW_BLOCK = 32    # batch rows per block of the recurrence (a block runs all T steps)
     PROJ_ROW_BLOCK = 256   # (T*batch) rows per GEMM of the input projection and of dx
     WGRAD_ROW_BLOCK = 64   # rows of dkernel / drecurrent_kernel per GEMM
 
@@ -345,24 +363,55 @@ cdef void project_all_inputs(const floating* x, int batch, int T, int nin, const
             project_inputs(x, batch, T, nin, keep, reverse, kernel, width, bias, xt, z, r0, r1)
 
 
-cdef void recurrent_matmul(const floating* h, const floating* rkernel, floating* out, int nr, int u,
-                           int width, floating beta, int batch) noexcept nogil:
-    """out (nr x width) := h (nr x u) @ rkernel (u x width) + beta * out. A batch of one row runs a
-    gemv (a 1-row gemm packs the whole matrix every step); only a batch of 1, never a 1-row block
-    of a larger batch, so the choice does not depend on the thread count."""
-    if nr == 1 and batch == 1:
-        gemv(True, u, width, <floating>1, rkernel, width, h, beta, out)
+cdef floating* pack_operand(floating[::1] scratch, Py_ssize_t* used, int K, int N,
+                            const floating* src, int ld, bint trans) except NULL:
+    """Pack B (K x N): src (row stride ld), or its transpose when trans, into scratch after the
+    first used[0] values (the packed matrices start aligned; used[0] advances)."""
+    cdef floating* base = <floating*>pg_align(&scratch[0])
+    cdef Py_ssize_t start = (base - &scratch[0]) + used[0]
+    cdef Py_ssize_t need = <Py_ssize_t>pg_packed_size(K, N)
+    if start + need > scratch.shape[0]:
+        raise ValueError(f"recurrent kernels: the packing scratch holds {scratch.shape[0]} values, "
+                         f"needs at least {start + need} (use packed_scratch_size)")
+    if floating is float:
+        pg_pack_f(K, N, src, ld, trans, base + used[0])
     else:
-        gemm(False, False, nr, width, u, <floating>1, h, u, rkernel, width, beta, out, width)
+        pg_pack_d(K, N, src, ld, trans, base + used[0])
+    used[0] += need
+    return base + used[0] - need
 
 
-cdef void recurrent_matmul_t(const floating* dz, const floating* rkernel, floating* out, int nr,
-                             int u, int width, floating beta, int batch) noexcept nogil:
-    """out (nr x u) := dz (nr x width) @ rkernel^T + beta * out (a gemv for a batch of 1)."""
-    if nr == 1 and batch == 1:
-        gemv(False, u, width, <floating>1, rkernel, width, dz, beta, out)
+cdef inline void packed_matmul(const floating* a, int lda, const floating* bp, floating* out,
+                               int ldc, int nr, int K, int N, bint accumulate) noexcept nogil:
+    """out (nr x N, row stride ldc) := a (nr x K, row stride lda) @ B (+ out when accumulate),
+    B packed by pack_operand: the per-step product of every cell."""
+    if floating is float:
+        pg_gemm_f(nr, N, K, a, lda, bp, accumulate, out, ldc)
     else:
-        gemm(False, True, nr, u, width, <floating>1, dz, width, rkernel, width, beta, out, u)
+        pg_gemm_d(nr, N, K, a, lda, bp, accumulate, out, ldc)
+
+
+cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcept nogil:
+    """Threads for the recurrence, each taking one block of batch rows through all the steps.
+    Every entry of a per-step product is one fixed-order sum whatever block its row is in, so the
+    blocks follow the thread count (one block per thread)."""
+    return threads_for_work(<long long>T * batch * u * width, GEMM_GRAIN, batch, n_threads)
+
+
+def packed_scratch_size(int u, int width):
+    """Values of the scratch array every cell's forward and backward pass packs its recurrent
+    kernel (u x width) into: the kernel, its transpose, or (GRU with reset_before) two column
+    slices of either, plus the alignment slack."""
+    cdef size_t n = max(pg_packed_size(u, width), pg_packed_size(width, u))
+    n = max(n, pg_packed_size(u, width - u) + pg_packed_size(u, u))
+    n = max(n, pg_packed_size(width - u, u) + pg_packed_size(u, u))
+    return n + CYDNN_PG_ALIGN
+
+
+def packed_level(int level=-1):
+    """Select the per-step products' SIMD level (0: portable; 1: AVX2 + FMA; 2: AVX-512F; clamped
+    to what the CPU runs; negative: the widest) and return the level in force. For tests."""
+    return pg_set_level(level)
 
 
 cdef void emit_outputs(const floating* hnew, const floating* hprev, const unsigned char* mask,
@@ -537,7 +586,7 @@ cdef inline floating* opt_ptr(floating[::1] v) noexcept:
 
 
 # ------------------------------------------------------------------------------------ SimpleRNN
-cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rkernel,
+cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rkp,
                                   const unsigned char* mask, floating* yseq, floating* ylast,
                                   int T, int batch, int u, int act, double alpha, bint reverse,
                                   bint zero_output, bint zero_state, bint fast,
@@ -551,7 +600,7 @@ cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rke
         zs = z + s * step_z + <Py_ssize_t>b0 * u
         hnew = hs + (s + 1) * step_z + <Py_ssize_t>b0 * u
         if not (s == 0 and zero_state):
-            recurrent_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, rkernel, zs, nr, u, u, <floating>1, batch)
+            packed_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, u, rkp, zs, u, nr, u, u, True)
         # h := activation(z) on the block's rows
         if floating is float and fast:
             tanh_forward_f(nr * u, zs, hnew)
@@ -565,6 +614,7 @@ cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rke
 def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                        const floating[:, ::1] kernel,    # IN  (in, u)
                        const floating[:, ::1] rkernel,   # IN  (u, u)
+                       floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                        const floating[::1] bias,         # IN  (u,) or None
                        const unsigned char[:, ::1] mask, # IN  (batch, T), 0 = skip the step; or None
                        const floating[:, ::1] keep,      # IN  (batch, in) dropout multipliers, or None
@@ -593,18 +643,20 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
         return
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, False)
+    nt = step_threads(T, batch, u, u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
-            simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p, yseq_p,
+            simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], rkp, mask_p, yseq_p,
                                     &ylast[0, 0], T, batch, u, act, alpha, reverse,
                                     zero_output_for_mask, zero_state, fast, r0, r1)
 
 
-cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const floating* rkernel,
+cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const floating* rkp,
                                    const unsigned char* mask, const int* first_on,
                                    const floating* dyseq, floating* dz, floating* dh, floating* g,
                                    int T, int batch, int u, int act, double alpha, bint reverse,
@@ -637,13 +689,14 @@ cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const 
                 memcpy(dh + o, g + o, u * sizeof(floating))
         # gradient with respect to h_{s-1}: dz @ rkernel^T (added to the pass-through of skipped rows)
         if s > 0 or need_dh0:
-            recurrent_matmul_t(dz + s * step + <Py_ssize_t>b0 * u, rkernel, dh + <Py_ssize_t>b0 * u,
-                               nr, u, u, <floating>(1 if mask != NULL else 0), batch)
+            packed_matmul(dz + s * step + <Py_ssize_t>b0 * u, u, rkp, dh + <Py_ssize_t>b0 * u, u,
+                          nr, u, u, mask != NULL)
 
 
 def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
                         const floating[:, ::1] kernel,     # IN  (in, u)
                         const floating[:, ::1] rkernel,    # IN  (u, u)
+                        floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                         const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
                         const floating[:, ::1] keep,       # IN  (batch, in) or None
                         const floating[:, :, ::1] z,       # IN  (T, batch, u) from forward
@@ -680,8 +733,10 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, True)
+    nt = step_threads(T, batch, u, u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
@@ -690,7 +745,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
                            &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            <floating*>NULL, r0, r1)
-            simple_rnn_backward_rows(&z[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p,
+            simple_rnn_backward_rows(&z[0, 0, 0], &hs[0, 0, 0], rkp, mask_p,
                                      &first_on[0], dyseq_p, &dz[0, 0, 0], &dh[0, 0], &g[0, 0],
                                      T, batch, u, act, alpha, reverse, zero_output_for_mask,
                                      need_dh0, fast, r0, r1)
@@ -794,7 +849,7 @@ cdef void lstm_cell_generic(const floating* z, floating* a, const floating* cp, 
 
 
 cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs, floating* tc,
-                            const floating* rkernel, const unsigned char* mask, floating* yseq,
+                            const floating* rkp, const unsigned char* mask, floating* yseq,
                             floating* ylast, int T, int batch, int u, int act, double alpha,
                             int ract, double ralpha, bint reverse, bint zero_output,
                             bint zero_state, bint fast, int b0, int b1) noexcept nogil:
@@ -807,7 +862,7 @@ cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs
         zs = z + 4 * (s * step + off)
         as_ = a + 4 * (s * step + off)
         if not (s == 0 and zero_state):
-            recurrent_matmul(hs + s * step + off, rkernel, zs, nr, u, 4 * u, <floating>1, batch)
+            packed_matmul(hs + s * step + off, u, rkp, zs, 4 * u, nr, u, 4 * u, True)
         if floating is float and fast:
             lstm_forward_rows_f(nr, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
                                 tc + s * step + off, hs + (s + 1) * step + off)
@@ -827,6 +882,7 @@ cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs
 def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                  const floating[:, ::1] kernel,    # IN  (in, 4u)   gates i, f, c, o
                  const floating[:, ::1] rkernel,   # IN  (u, 4u)
+                 floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                  const floating[::1] bias,         # IN  (4u,) or None
                  const unsigned char[:, ::1] mask, # IN  (batch, T), 0 = skip the step; or None
                  const floating[:, ::1] keep,      # IN  (batch, in) dropout multipliers, or None
@@ -859,14 +915,16 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
         return
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
+    nt = step_threads(T, batch, u, 4 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             lstm_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
-                              &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
+                              rkp, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
                               alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
                               fast, r0, r1)
 
@@ -893,7 +951,7 @@ cdef void lstm_gate_grads_generic(const floating* z, const floating* a, const fl
 
 
 cdef void lstm_backward_rows(const floating* z, const floating* a, const floating* cs,
-                             const floating* tc, const floating* rkernel,
+                             const floating* tc, const floating* rkp,
                              const unsigned char* mask, const int* first_on,
                              const floating* dyseq, floating* dz, floating* dh, floating* dc,
                              floating* g, int T, int batch, int u, int act, double alpha,
@@ -922,14 +980,14 @@ cdef void lstm_backward_rows(const floating* z, const floating* a, const floatin
                 memcpy(dh + o, g + o, u * sizeof(floating))
         # gradient with respect to h_{s-1}: dz @ rkernel^T (added to the pass-through of skipped rows)
         if s > 0 or need_dh0:
-            recurrent_matmul_t(dz + 4 * (s * step + <Py_ssize_t>b0 * u), rkernel,
-                               dh + <Py_ssize_t>b0 * u, nr, u, 4 * u,
-                               <floating>(1 if mask != NULL else 0), batch)
+            packed_matmul(dz + 4 * (s * step + <Py_ssize_t>b0 * u), 4 * u, rkp,
+                          dh + <Py_ssize_t>b0 * u, u, nr, 4 * u, u, mask != NULL)
 
 
 def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
                   const floating[:, ::1] kernel,     # IN  (in, 4u)
                   const floating[:, ::1] rkernel,    # IN  (u, 4u)
+                  floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                   const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
                   const floating[:, ::1] keep,       # IN  (batch, in) or None
                   const floating[:, :, ::1] z,       # IN  (T, batch, 4u) from forward
@@ -975,8 +1033,10 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, 4 * u, u, &rkernel[0, 0], 4 * u, True)
+    nt = step_threads(T, batch, u, 4 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
@@ -986,7 +1046,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
                            mask_p, &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            &dc[0, 0], r0, r1)
             lstm_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
-                               &rkernel[0, 0], mask_p, &first_on[0], dyseq_p, &dz[0, 0, 0],
+                               rkp, mask_p, &first_on[0], dyseq_p, &dz[0, 0, 0],
                                &dh[0, 0], &dc[0, 0], &g[0, 0], T, batch, u, act, alpha, ract,
                                ralpha, reverse, zero_output_for_mask, need_dh0, fast, r0, r1)
     cdef floating[:, :, ::1] no_dz2 = None
@@ -1025,7 +1085,7 @@ cdef void gru_cell_generic(floating* z, const floating* rec, const floating* bre
 
 
 cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs, floating* rec,
-                           const floating* rkernel, const floating* brec,
+                           const floating* rkp, const floating* brec,
                            const unsigned char* mask, floating* yseq, floating* ylast, int T,
                            int batch, int u, int act, double alpha, int ract, double ralpha,
                            bint reverse, bint zero_output, bint zero_state, bint fast,
@@ -1039,7 +1099,7 @@ cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs,
         if s == 0 and zero_state:
             memset(recb, 0, 3 * nr * u * sizeof(floating))
         else:
-            recurrent_matmul(hs + s * step + off, rkernel, recb, nr, u, 3 * u, <floating>0, batch)
+            packed_matmul(hs + s * step + off, u, rkp, recb, 3 * u, nr, u, 3 * u, False)
         if floating is float and fast:
             gru_forward_rows_f(nr, u, z + 3 * (s * step + off), recb, brec,
                                a + 3 * (s * step + off), rh + s * step + off, hs + s * step + off,
@@ -1055,6 +1115,7 @@ cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs,
 def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
                 const floating[:, ::1] kernel,     # IN  (in, 3u)   gates z, r, h
                 const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                 const floating[:, ::1] bias,       # IN  (2, 3u): input bias, recurrent bias; or None
                 const unsigned char[:, ::1] mask,  # IN  (batch, T), 0 = skip the step; or None
                 const floating[:, ::1] keep,       # IN  (batch, in) dropout multipliers, or None
@@ -1095,14 +1156,16 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
         brec = &bias[1, 0]
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, u, 3 * u, &rkernel[0, 0], 3 * u, False)
+    nt = step_threads(T, batch, u, 3 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             gru_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
-                             &rkernel[0, 0], brec, mask_p, yseq_p, &ylast[0, 0], T, batch, u,
+                             rkp, brec, mask_p, yseq_p, &ylast[0, 0], T, batch, u,
                              act, alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
                              fast, r0, r1)
 
@@ -1128,7 +1191,7 @@ cdef void gru_gate_grads_generic(const floating* z, const floating* a, const flo
 
 
 cdef void gru_backward_rows(const floating* z, const floating* a, const floating* rh,
-                            const floating* hs, const floating* rkernel,
+                            const floating* hs, const floating* rkp,
                             const unsigned char* mask, const int* first_on,
                             const floating* dyseq, floating* dr, floating* dxh, floating* dh,
                             floating* g, int T, int batch, int u, int act, double alpha,
@@ -1156,13 +1219,14 @@ cdef void gru_backward_rows(const floating* z, const floating* a, const floating
                 memcpy(dh + o, g + o, u * sizeof(floating))
         # gradient with respect to h_{s-1}: dh (direct part) += dr @ rkernel^T
         if s > 0 or need_dh0:
-            recurrent_matmul_t(dr + 3 * (s * step + <Py_ssize_t>b0 * u), rkernel,
-                               dh + <Py_ssize_t>b0 * u, nr, u, 3 * u, <floating>1, batch)
+            packed_matmul(dr + 3 * (s * step + <Py_ssize_t>b0 * u), 3 * u, rkp,
+                          dh + <Py_ssize_t>b0 * u, u, nr, 3 * u, u, True)
 
 
 def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
                  const floating[:, ::1] kernel,     # IN  (in, 3u)
                  const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                 floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                  const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
                  const floating[:, ::1] keep,       # IN  (batch, in) or None
                  const floating[:, :, ::1] z,       # IN  (T, batch, 3u) from forward
@@ -1206,8 +1270,10 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0
+    cdef const floating* rkp = pack_operand(packed, &used, 3 * u, u, &rkernel[0, 0], 3 * u, True)
+    nt = step_threads(T, batch, u, 3 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
@@ -1217,7 +1283,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
                            &first_on[0], T, u, reverse, zero_output_for_mask, &dh[0, 0],
                            <floating*>NULL, r0, r1)
             gru_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0],
-                              &rkernel[0, 0], mask_p, &first_on[0], dyseq_p, &dr[0, 0, 0],
+                              rkp, mask_p, &first_on[0], dyseq_p, &dr[0, 0, 0],
                               &dxh[0, 0, 0], &dh[0, 0], &g[0, 0], T, batch, u, act, alpha, ract,
                               ralpha, reverse, zero_output_for_mask, need_dh0, fast, r0, r1)
     cdef floating[::1] db_in = None
@@ -1234,24 +1300,6 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
 # Keras GRU(reset_after=False): the reset gate multiplies h_{s-1} before its product with the
 # candidate's recurrent kernel, so a step runs two GEMMs: h_{s-1} @ U[:, :2u] for the gates, then
 # (r * h_{s-1}) @ U[:, 2u:] for the candidate. One bias (3u,), added to the input projection.
-cdef void strided_matmul(const floating* h, int ldh, const floating* w, int ldw, floating* out,
-                         int ldo, int nr, int k, int n, floating beta, int batch) noexcept nogil:
-    """out (nr x n) := h (nr x k) @ w (k x n) + beta * out, with row strides (a gemv for batch 1)."""
-    if nr == 1 and batch == 1:
-        gemv(True, k, n, <floating>1, w, ldw, h, beta, out)
-    else:
-        gemm(False, False, nr, n, k, <floating>1, h, ldh, w, ldw, beta, out, ldo)
-
-
-cdef void strided_matmul_t(const floating* d, int ldd, const floating* w, int ldw, floating* out,
-                           int ldo, int nr, int k, int n, floating beta, int batch) noexcept nogil:
-    """out (nr x k) := d (nr x n) @ w^T + beta * out, w (k x n) with row stride ldw."""
-    if nr == 1 and batch == 1:
-        gemv(False, k, n, <floating>1, w, ldw, d, beta, out)
-    else:
-        gemm(False, True, nr, k, n, <floating>1, d, ldd, w, ldw, beta, out, ldo)
-
-
 cdef void gru_rb_gates_generic(floating* z, const floating* rec, floating* a, const floating* hp,
                                floating* rhp, int n_rows, int u, int ract, double ralpha) noexcept nogil:
     cdef int r, j
@@ -1289,7 +1337,7 @@ cdef void gru_rb_candidate_generic(floating* z, const floating* rec, floating* a
 
 
 cdef void gru_rb_forward_rows(floating* z, floating* a, floating* rhp, floating* hs, floating* rec,
-                              const floating* rkernel, const unsigned char* mask, floating* yseq,
+                              const floating* rkp, const floating* rkp_h, const unsigned char* mask, floating* yseq,
                               floating* ylast, int T, int batch, int u, int act, double alpha,
                               int ract, double ralpha, bint reverse, bint zero_output,
                               bint zero_state, bint fast, int b0, int b1) noexcept nogil:
@@ -1305,16 +1353,14 @@ cdef void gru_rb_forward_rows(floating* z, floating* a, floating* rhp, floating*
         if s == 0 and zero_state:   # h_{-1} = 0: both recurrent products are zero
             memset(recb, 0, 3 * nr * u * sizeof(floating))
         else:   # the gates' recurrent part: h_{s-1} @ rkernel[:, :2u]
-            strided_matmul(hs + s * step + off, u, rkernel, 3 * u, recb, 3 * u, nr, u, 2 * u,
-                           <floating>0, batch)
+            packed_matmul(hs + s * step + off, u, rkp, recb, 3 * u, nr, u, 2 * u, False)
         if floating is float and fast:
             gru_rb_gates_rows_f(nr, u, zs, recb, as_, hs + s * step + off, rhp + s * step + off)
         else:
             gru_rb_gates_generic(zs, recb, as_, hs + s * step + off, rhp + s * step + off, nr, u,
                                  ract, ralpha)
         if not (s == 0 and zero_state):   # the candidate's: (r * h_{s-1}) @ rkernel[:, 2u:]
-            strided_matmul(rhp + s * step + off, u, rkernel + 2 * u, 3 * u, recb + 2 * u, 3 * u,
-                           nr, u, u, <floating>0, batch)
+            packed_matmul(rhp + s * step + off, u, rkp_h, recb + 2 * u, 3 * u, nr, u, u, False)
         if floating is float and fast:
             gru_rb_candidate_rows_f(nr, u, zs, recb, as_, hs + s * step + off,
                                     hs + (s + 1) * step + off)
@@ -1328,6 +1374,7 @@ cdef void gru_rb_forward_rows(floating* z, floating* a, floating* rhp, floating*
 def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
                              const floating[:, ::1] kernel,     # IN  (in, 3u)   gates z, r, h
                              const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                             floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                              const floating[::1] bias,          # IN  (3u,) or None
                              const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
                              const floating[:, ::1] keep,       # IN  (batch, in) or None
@@ -1361,14 +1408,17 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
         return
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0   # the gates' columns U[:, :2u], then the candidate's U[:, 2u:]
+    cdef const floating* rkp = pack_operand(packed, &used, u, 2 * u, &rkernel[0, 0], 3 * u, False)
+    cdef const floating* rkp_h = pack_operand(packed, &used, u, u, &rkernel[0, 2 * u], 3 * u, False)
+    nt = step_threads(T, batch, u, 3 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
         if r1 > r0:
             gru_rb_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rhp[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
-                                &rkernel[0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
+                                rkp, rkp_h, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
                                 alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
                                 fast, r0, r1)
 
@@ -1400,7 +1450,7 @@ cdef void gru_rb_backward2_generic(const floating* z, const floating* a, const f
 
 
 cdef void gru_rb_backward_rows(const floating* z, const floating* a, const floating* hs,
-                               const floating* rkernel, const unsigned char* mask,
+                               const floating* rkp, const floating* rkp_h, const unsigned char* mask,
                                const int* first_on, const floating* dyseq, floating* dz,
                                floating* drhp, floating* dh, floating* g, int T, int batch, int u,
                                int act, double alpha, int ract, double ralpha, bint reverse,
@@ -1424,8 +1474,7 @@ cdef void gru_rb_backward_rows(const floating* z, const floating* a, const float
                 memset(dz + o3, 0, 3 * u * sizeof(floating))
                 memcpy(dh + o, g + o, u * sizeof(floating))
         # gradient with respect to r * h_{s-1}: the candidate's gradient @ rkernel[:, 2u:]^T
-        strided_matmul_t(dz + 3 * (s * step + off) + 2 * u, 3 * u, rkernel + 2 * u, 3 * u,
-                         drhp + off, u, nr, u, u, <floating>0, batch)
+        packed_matmul(dz + 3 * (s * step + off) + 2 * u, 3 * u, rkp_h, drhp + off, u, nr, u, u, False)
         for b in range(b0, b1):
             o = <Py_ssize_t>b * u
             if step_on(mask, T, b, input_time(s, T, reverse)):
@@ -1438,13 +1487,13 @@ cdef void gru_rb_backward_rows(const floating* z, const floating* a, const float
                                              dh + o, u, ract, ralpha)
         # gradient with respect to h_{s-1} through the gates: dh += dz[:, :2u] @ rkernel[:, :2u]^T
         if s > 0 or need_dh0:
-            strided_matmul_t(dz + 3 * (s * step + off), 3 * u, rkernel, 3 * u, dh + off, u, nr, u,
-                             2 * u, <floating>1, batch)
+            packed_matmul(dz + 3 * (s * step + off), 3 * u, rkp, dh + off, u, nr, 2 * u, u, True)
 
 
 def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from forward
                               const floating[:, ::1] kernel,     # IN  (in, 3u)
                               const floating[:, ::1] rkernel,    # IN  (u, 3u)
+                              floating[::1] packed,              # scratch (packed_scratch_size(u, width),)
                               const unsigned char[:, ::1] mask,  # IN  (batch, T) or None
                               const floating[:, ::1] keep,       # IN  (batch, in) or None
                               const floating[:, :, ::1] z,       # IN  (T, batch, 3u) from forward
@@ -1486,8 +1535,11 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
         dhT_p = &dhT[0, 0]
     if batch == 0 or T == 0:
         return
-    nb = fixed_blocks(batch, STEP_ROW_BLOCK)
-    nt = threads_for_work(<long long>T * batch * u * rkernel.shape[1], GEMM_GRAIN, nb, n_threads)
+    cdef Py_ssize_t used = 0   # U[:, :2u]^T and U[:, 2u:]^T
+    cdef const floating* rkp = pack_operand(packed, &used, 2 * u, u, &rkernel[0, 0], 3 * u, True)
+    cdef const floating* rkp_h = pack_operand(packed, &used, u, u, &rkernel[0, 2 * u], 3 * u, True)
+    nt = step_threads(T, batch, u, 3 * u, n_threads)
+    nb = nt
     for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nb, t)
         r1 = block_start(batch, nb, t + 1)
@@ -1495,7 +1547,7 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p, &first_on[0], T, u, reverse,
                            zero_output_for_mask, &dh[0, 0], <floating*>NULL, r0, r1)
-            gru_rb_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &rkernel[0, 0], mask_p,
+            gru_rb_backward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], rkp, rkp_h, mask_p,
                                  &first_on[0], dyseq_p, &dz[0, 0, 0], &drhp[0, 0], &dh[0, 0],
                                  &g[0, 0], T, batch, u, act, alpha, ract, ralpha, reverse,
                                  zero_output_for_mask, need_dh0, fast, r0, r1)
@@ -1503,3 +1555,23 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     cdef floating[::1] no_dbias2 = None
     parameter_grads(xt, hs, rhp, 2 * u, dz, no_dz2, 3 * u, kernel, keep, dkernel, drkernel, dbias,
                     no_dbias2, dxt, dx, reverse, accumulate, n_threads)
+
+
+def packed_product(const floating[:, ::1] a,      # IN  (M, K)
+                   const floating[:, ::1] b,      # IN  (K, N), or (N, K) when transpose_b
+                   floating[:, ::1] out,          # IN/OUT (M, N)
+                   bint transpose_b, bint accumulate):
+    """out := a @ b (or a @ b.T) (+ out when accumulate) through the per-step product's packing
+    and kernels at the level in force (packed_level). For tests."""
+    import numpy as np
+    cdef int M = a.shape[0], K = a.shape[1], N = b.shape[0] if transpose_b else b.shape[1]
+    if (b.shape[1] if transpose_b else b.shape[0]) != K or out.shape[0] != M or out.shape[1] != N:
+        raise ValueError(f"packed_product: shapes ({a.shape[0]}, {a.shape[1]}) @ "
+                         f"({b.shape[0]}, {b.shape[1]}){'.T' if transpose_b else ''} -> "
+                         f"({out.shape[0]}, {out.shape[1]}) do not match")
+    cdef floating[::1] scratch = np.zeros(pg_packed_size(K, N) + CYDNN_PG_ALIGN,
+                                          dtype=np.float32 if floating is float else np.float64)
+    cdef Py_ssize_t used = 0
+    cdef const floating* bp = pack_operand(scratch, &used, K, N, &b[0, 0], b.shape[1], transpose_b)
+    with nogil:
+        packed_matmul(&a[0, 0], K, bp, &out[0, 0], N, M, K, N, accumulate)

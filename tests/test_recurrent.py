@@ -426,9 +426,9 @@ def test_post_padding_mask_matches_torch_packed_sequences(kind):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5, 13, 30, 64, 100])
 def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
-    """The kernels cut their GEMMs in blocks fixed by the shape; at 2 threads the weight
-    gradients split from batch 5 on, dx from 30, the recurrence (32-row blocks) from 64 (100: three
-    blocks over two threads), the input projection from 64 (LSTM, GRU)."""
+    """The GEMMs over all steps run in blocks fixed by the shape; at 2 threads the weight
+    gradients split from batch 5 on, dx from 30, the input projection from 64 (LSTM, GRU); the
+    recurrence splits its batch in one block per thread (fixed-order packed products) from 5."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal((batch, 30, 9)).astype(dtype)
     mask = rng.random((batch, 30)) > 0.2 if batch % 2 else None
@@ -451,7 +451,7 @@ def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_results_do_not_depend_on_the_thread_count_at_benchmark_size(kind):
     """Every parallel region splits at 2 threads: projection and dx (12 blocks of 3200 rows), the
-    recurrence (2 blocks of 32 rows), drecurrent_kernel (2 blocks of 64 rows)."""
+    recurrence (a block of 32 rows per thread), drecurrent_kernel (2 blocks of 64 rows)."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal((64, 50, 32)).astype(np.float32)
     layer = make(kind, units=128, dtype="float32")

@@ -256,6 +256,11 @@ class _RNN(Layer):
         """Scratch for the kernels: each row's first unmasked step."""
         return self.buffer("first_on", (batch,), np.intc)
 
+    def _packed(self):
+        """Scratch for the kernels: the recurrent kernel packed for the per-step products."""
+        u = self.units
+        return self.buffer("packed", (_k.packed_scratch_size(u, self._n_gates * u),))
+
     def _grad_array(self, d, shape, what):
         if d is None:
             return None
@@ -302,7 +307,7 @@ class SimpleRNN(_RNN):
         self._z = self.buffer("z", (steps, batch, u))
         self._hs = hs
         act, alpha = self._act_args()
-        _k.simple_rnn_forward(x, self._weights[0], self._weights[1], self.bias, self._mask, self._keep,
+        _k.simple_rnn_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
                               self._xt, self._z, hs, yseq, ylast, act, alpha, self.go_backwards,
                               self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
                               threads.get_num_threads())
@@ -312,7 +317,7 @@ class SimpleRNN(_RNN):
         dz = self.buffer("dz", self._z.shape)
         g = self.buffer("g", (batch, self.units))
         act, alpha = self._act_args()
-        _k.simple_rnn_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z,
+        _k.simple_rnn_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z,
                                self._hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(batch),
                                dk, drk, db, dxt, dx,
                                act, alpha, self.go_backwards, self.zero_output_for_mask,
@@ -363,7 +368,7 @@ class LSTM(_RNN):
         self._a = self.buffer("a", (steps, batch, 4 * u))
         self._tc = self.buffer("tc", (steps, batch, u))
         self._hs, self._cs = hs, state_bufs[1]
-        _k.lstm_forward(x, self._weights[0], self._weights[1], self.bias, self._mask, self._keep, self._xt,
+        _k.lstm_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep, self._xt,
                         self._z, self._a, hs, self._cs, self._tc, yseq, ylast, *self._act_args(),
                         self.go_backwards, self.zero_output_for_mask, not self._has_initial_state,
                         self._fast_math, threads.get_num_threads())
@@ -372,7 +377,7 @@ class LSTM(_RNN):
         batch = self._z.shape[1]
         dz = self.buffer("dz", self._z.shape)
         g = self.buffer("g", (batch, self.units))
-        _k.lstm_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z, self._a,
+        _k.lstm_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
                          self._hs, self._cs, self._tc, dyseq, dylast, dstates[0], dstates[1], dz,
                          state_grads[0], state_grads[1], g, self._first_on(batch), dk, drk, db, dxt, dx,
                          *self._act_args(),
@@ -432,7 +437,7 @@ class GRU(_RNN):
         rec = self.buffer("rec", (batch, 3 * u))
         self._hs = hs
         if not self.reset_after:
-            _k.gru_reset_before_forward(x, self._weights[0], self._weights[1], self.bias, self._mask, self._keep,
+            _k.gru_reset_before_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
                                         self._xt, self._z, self._a, self._rh, hs, rec, yseq, ylast,
                                         *self._act_args(), self.go_backwards, self.zero_output_for_mask,
                                         not self._has_initial_state, self._fast_math, threads.get_num_threads())
@@ -442,7 +447,7 @@ class GRU(_RNN):
             bias = self._buffers.get("zero_bias")
             if bias is None:
                 bias = self._buffers["zero_bias"] = np.zeros((2, 3 * u), dtype=self.dtype)
-        _k.gru_forward(x, self._weights[0], self._weights[1], bias, self._mask, self._keep, self._xt,
+        _k.gru_forward(x, self._weights[0], self._weights[1], self._packed(), bias, self._mask, self._keep, self._xt,
                        self._z, self._a, self._rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
                        self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
                        threads.get_num_threads())
@@ -453,7 +458,7 @@ class GRU(_RNN):
         g = self.buffer("g", (batch, self.units))
         if not self.reset_after:
             drhp = self.buffer("drhp", (batch, self.units))
-            _k.gru_reset_before_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep,
+            _k.gru_reset_before_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep,
                                          self._z, self._a, self._rh, self._hs, dyseq, dylast, dstates[0], dr, drhp,
                                          state_grads[0], g, self._first_on(batch), dk, drk, db, dxt, dx,
                                          *self._act_args(), self.go_backwards, self.zero_output_for_mask,
@@ -461,7 +466,7 @@ class GRU(_RNN):
                                          threads.get_num_threads())
             return
         dxh = self.buffer("dxh", self._rh.shape)
-        _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._mask, self._keep, self._z, self._a,
+        _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
                         self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
                         self._first_on(batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
                         self._has_initial_state, self.accumulate_grads, self._fast_math,

@@ -1,0 +1,111 @@
+"""The packed-panel kernels of the recurrent steps (csrc/_packed_gemm.h) at every SIMD level:
+products against NumPy, row results that do not depend on the rows around them (what lets the
+recurrence split its batch by the thread count), levels 1 and 2 bit-identical, and the recurrent
+layers' gradients at the portable level."""
+import numpy as np
+import pytest
+
+from cydnn import layers
+from cydnn._kernels import recurrent as _k
+from helpers import check_layer_gradients
+
+LEVELS = [0, 1, 2]
+SHAPES = [(1, 128, 512), (1, 512, 128), (1, 7, 5), (1, 3, 100), (3, 5, 100), (13, 17, 33), (25, 40, 31),
+          (64, 128, 512), (32, 512, 128), (7, 64, 192)]
+
+
+@pytest.fixture
+def level(request):
+    yield _k.packed_level(request.param)
+    _k.packed_level(-1)
+
+
+def product(a, b, transpose_b=False, out=None, accumulate=False):
+    m, n = a.shape[0], b.shape[0] if transpose_b else b.shape[1]
+    out = np.zeros((m, n), a.dtype) if out is None else out
+    _k.packed_product(a, b, out, transpose_b, accumulate)
+    return out
+
+
+@pytest.mark.parametrize("level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype,rtol", [("float32", 2e-5), ("float64", 1e-12)])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_product_matches_numpy(level, dtype, rtol, shape, transpose_b):
+    m, k, n = shape
+    rng = np.random.default_rng(m * 1000 + k + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if transpose_b else (k, n)).astype(dtype)
+    bb = b.T if transpose_b else b
+    expect = a.astype(np.float64) @ bb.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(bb).astype(np.float64)   # error bound per entry
+    got = product(a, b, transpose_b)
+    assert np.all(np.abs(got - expect) <= rtol * scale)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    acc = product(a, b, transpose_b, out=c0.copy(), accumulate=True)
+    np.testing.assert_array_equal(acc, c0 + got)   # C + (the same sum), one rounding
+
+
+@pytest.mark.parametrize("level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_row_does_not_depend_on_the_rows_around_it(level, dtype):
+    """Any block of rows gives each row the bits it gets alone: the recurrence may cut the batch
+    by the thread count."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((29, 128)).astype(dtype)
+    b = rng.standard_normal((128, 200)).astype(dtype)
+    whole = product(a, b)
+    for lo, hi in [(0, 1), (3, 4), (5, 17), (17, 29), (0, 13), (28, 29)]:
+        np.testing.assert_array_equal(product(np.ascontiguousarray(a[lo:hi]), b), whole[lo:hi])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_levels_give_identical_bits(dtype):
+    """AVX2 and AVX-512 both fuse each multiply-add of the same sums (on a CPU without AVX-512
+    both requests run level 1)."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((37, 128)).astype(dtype)
+    b = rng.standard_normal((128, 300)).astype(dtype)
+    try:
+        _k.packed_level(2)
+        two = product(a, b)
+        _k.packed_level(1)
+        one = product(a, b)
+    finally:
+        _k.packed_level(-1)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_levels_are_clamped_to_the_cpu():
+    best = _k.packed_level(-1)
+    assert best in (0, 1, 2)
+    assert _k.packed_level(99) == best
+    assert _k.packed_level(0) == 0
+    _k.packed_level(-1)
+
+
+def test_a_short_scratch_is_an_error_not_an_overrun():
+    u = 8
+    x = np.zeros((2, 3, 4), np.float32)
+    layer = layers.LSTM(u)
+    layer(x)
+    short = np.zeros(200, np.float32)   # the forward pass packs 8 x 32 = 256 values
+    with pytest.raises(ValueError, match="packing scratch holds"):
+        _k.lstm_forward(x, layer._weights[0], layer._weights[1], short, layer.bias, None, None,
+                        np.zeros((3, 2, 4), np.float32), np.zeros((3, 2, 4 * u), np.float32),
+                        np.zeros((3, 2, 4 * u), np.float32), np.zeros((4, 2, u), np.float32),
+                        np.zeros((4, 2, u), np.float32), np.zeros((3, 2, u), np.float32), None,
+                        np.zeros((2, u), np.float32), 0, 0.0, 0, 0.0, False, False, True, True, 1)
+
+
+@pytest.mark.parametrize("level", [0, 1], indirect=True)
+@pytest.mark.parametrize("kind,kw", [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
+                                     ("SimpleRNN", {})])
+def test_recurrent_gradients_at_narrower_levels(level, kind, kw):
+    """The float64 gradient checks of test_recurrent run the widest level; these run the others."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 2))
+    layer = getattr(layers, kind)(3, dtype="float64", return_sequences=True, **kw)
+    layer(x)
+    layer.set_weights([rng.uniform(-0.6, 0.6, w.shape) for w in layer.get_weights()])
+    check_layer_gradients(layer, x)
