@@ -14,6 +14,7 @@
 #define CYDNN_PACKED_GEMM_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* level 0: 16-byte vectors, 16 registers: 4 x 2 accumulators */
 #define PG_ATTR
@@ -138,6 +139,15 @@ static void cydnn_pg_gemm_f(int M, int N, int K, const float* A, int lda, const 
 static void cydnn_pg_gemm_d(int M, int N, int K, const double* A, int lda, const double* bp,
                             int beta, double* C, int ldc) {
     CYDNN_PG_DISPATCH(gemm, d, (M, N, K, A, lda, bp, beta, C, ldc));
+}
+
+static void cydnn_pg_gemm_tn_f(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                               int beta, float* C, int ldc) {
+    CYDNN_PG_DISPATCH(gemm_tn, f, (M, N, K, A, lda, B, ldb, beta, C, ldc));
+}
+static void cydnn_pg_gemm_tn_d(int M, int N, int K, const double* A, int lda, const double* B,
+                               int ldb, int beta, double* C, int ldc) {
+    CYDNN_PG_DISPATCH(gemm_tn, d, (M, N, K, A, lda, B, ldb, beta, C, ldc));
 }
 
 #endif

@@ -154,6 +154,116 @@ PG_NAME(gemm)(int M, int N, int K, const PG_T* A, int lda, const PG_T* bp, int b
 #undef PG_ROW
 }
 
+/* C[0:mr, 0:nc] := (start ? C : 0) + sum over k of ap[k, 0:mr]^T panel[k, :]: ap a packed chunk of
+ * A's columns (K x PG_MR), the panel a packed chunk of B (K x PW). The running sums live in C
+ * between chunks, stored and reloaded exactly, so a chunked sum is the same chain as an unbroken one. */
+static inline __attribute__((always_inline)) PG_ATTR void
+PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc, int start,
+                 PG_T* C, int ldc) {
+    PG_VEC acc[PG_MR][PG_NV];
+    PG_T buf[PG_PW];
+    for (int r = 0; r < mr; r++) {
+        const PG_T* c = C + (size_t)r * ldc;
+        if (!start) {
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = (PG_VEC){0};
+        } else if (nc == PG_PW) {
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = ((const PG_VEC*)c)[v];
+        } else {
+            for (int j = 0; j < PG_PW; j++) buf[j] = j < nc ? c[j] : 0;
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = *(const PG_VEC*)(buf + v * PG_VL);
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        const PG_VEC* b = (const PG_VEC*)(panel + (size_t)k * PG_PW);
+        const PG_T* a = ap + (size_t)k * PG_MR;
+        PG_VEC bv[PG_NV];
+        for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < PG_NV; v++) acc[r][v] += a[r] * bv[v];
+    }
+    for (int r = 0; r < mr; r++) {
+        PG_T* c = C + (size_t)r * ldc;
+        if (nc == PG_PW) {
+            for (int v = 0; v < PG_NV; v++) ((PG_VEC*)c)[v] = acc[r][v];
+        } else {
+            for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(buf + v * PG_VL) = acc[r][v];
+            for (int j = 0; j < nc; j++) c[j] = buf[j];
+        }
+    }
+}
+
+/* gemm_tn's blocking: rows of A and B per chunk, and tiles of C rows per block (the packed chunks,
+ * (PG_KC x PG_MR) per tile and (PG_KC x PW), live on the stack and stay in L1/L2). */
+#define PG_KC 128
+#define PG_MT 8
+
+/* C (M x N, row stride ldc) := A^T @ B + (beta ? C : 0), A (K x M, row stride lda) and B (K x N,
+ * row stride ldb) as they lie in memory: the weight gradients, sums over all the steps' rows.
+ * Each entry is one sum over k in order, continuing from C when beta: (C + a0 b0) + a1 b1 ... */
+static PG_ATTR void
+PG_NAME(gemm_tn)(int M, int N, int K, const PG_T* A, int lda, const PG_T* B, int ldb, int beta,
+                 PG_T* C, int ldc) {
+    PG_T apack[PG_MT * PG_KC * PG_MR] __attribute__((aligned(64)));
+    PG_T bpack[PG_KC * PG_PW] __attribute__((aligned(64)));
+#define PG_TILE_TN(mr) PG_NAME(tile_tn)(mr, kc, apack + (size_t)t * PG_KC * PG_MR, bpack, nc, start, C + (size_t)(m0 + t * PG_MR) * ldc + n0, ldc)
+    if (K == 0 && !beta) {   /* an empty sum */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = 0;
+        return;
+    }
+    for (int m0 = 0; m0 < M; m0 += PG_MT * PG_MR) {
+        int mb = M - m0 < PG_MT * PG_MR ? M - m0 : PG_MT * PG_MR;
+        int nt = (mb + PG_MR - 1) / PG_MR;
+        for (int k0 = 0; k0 < K; k0 += PG_KC) {
+            int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
+            int start = beta || k0 > 0;
+            for (int k = 0; k < kc; k++) {   /* pack A's chunk: per tile, MR values per row */
+                const PG_T* src = A + (size_t)(k0 + k) * lda + m0;
+                for (int t = 0; t < nt; t++) {
+                    PG_T* dst = apack + ((size_t)t * PG_KC + k) * PG_MR;
+                    if ((t + 1) * PG_MR <= mb) {
+                        memcpy(dst, src + t * PG_MR, PG_MR * sizeof(PG_T));
+                    } else {
+                        for (int r = 0; r < PG_MR; r++) dst[r] = t * PG_MR + r < mb ? src[t * PG_MR + r] : 0;
+                    }
+                }
+            }
+            for (int n0 = 0; n0 < N; n0 += PG_PW) {
+                int nc = N - n0 < PG_PW ? N - n0 : PG_PW;
+                for (int k = 0; k < kc; k++) {   /* pack B's chunk, zeros past the last column */
+                    const PG_T* src = B + (size_t)(k0 + k) * ldb + n0;
+                    PG_T* dst = bpack + (size_t)k * PG_PW;
+                    if (nc == PG_PW) {
+                        for (int v = 0; v < PG_NV; v++) ((PG_VEC*)dst)[v] = ((const PG_VEC*)src)[v];
+                    } else {
+                        for (int j = 0; j < nc; j++) dst[j] = src[j];
+                        for (int j = nc; j < PG_PW; j++) dst[j] = 0;
+                    }
+                }
+                int t = 0;
+                for (; (t + 1) * PG_MR <= mb; t++) PG_TILE_TN(PG_MR);
+                switch (mb - t * PG_MR) {   /* the last rows, fewer than a tile */
+                    case 1: if (PG_MR > 1) PG_TILE_TN(1); break;
+                    case 2: if (PG_MR > 2) PG_TILE_TN(2); break;
+                    case 3: if (PG_MR > 3) PG_TILE_TN(3); break;
+                    case 4: if (PG_MR > 4) PG_TILE_TN(4); break;
+                    case 5: if (PG_MR > 5) PG_TILE_TN(5); break;
+                    case 6: if (PG_MR > 6) PG_TILE_TN(6); break;
+                    case 7: if (PG_MR > 7) PG_TILE_TN(7); break;
+                    case 8: if (PG_MR > 8) PG_TILE_TN(8); break;
+                    case 9: if (PG_MR > 9) PG_TILE_TN(9); break;
+                    case 10: if (PG_MR > 10) PG_TILE_TN(10); break;
+                    case 11: if (PG_MR > 11) PG_TILE_TN(11); break;
+                    default: break;
+                }
+            }
+        }
+    }
+#undef PG_TILE_TN
+}
+
 #undef PG_VL
 #undef PG_PW
+#undef PG_KC
+#undef PG_MT
 #undef PG_VEC

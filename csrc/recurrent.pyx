@@ -291,6 +291,12 @@ cdef extern from "_packed_gemm.h":
                                      int beta, float* C, int ldc) noexcept nogil
     void pg_gemm_d "cydnn_pg_gemm_d"(int M, int N, int K, const double* A, int lda,
                                      const double* bp, int beta, double* C, int ldc) noexcept nogil
+    void pg_gemm_tn_f "cydnn_pg_gemm_tn_f"(int M, int N, int K, const float* A, int lda,
+                                           const float* B, int ldb, int beta, float* C,
+                                           int ldc) noexcept nogil
+    void pg_gemm_tn_d "cydnn_pg_gemm_tn_d"(int M, int N, int K, const double* A, int lda,
+                                           const double* B, int ldb, int beta, double* C,
+                                           int ldc) noexcept nogil
 
 pg_set_level(-1)   # the widest SIMD level this CPU runs
 
@@ -299,7 +305,6 @@ cdef enum:
     # Block sizes (see "Thread-count independence"): blocks are cut from the shape alone
     # (_blas.fixed_blocks, about this many rows each), never from the thread count.
     PROJ_ROW_BLOCK = 256   # (T*batch) rows per GEMM of the input projection and of dx
-    WGRAD_ROW_BLOCK = 64   # rows of dkernel / drecurrent_kernel per GEMM
 
 
 def fast_tanh(floating x):
@@ -389,6 +394,16 @@ cdef inline void packed_matmul(const floating* a, int lda, const floating* bp, f
         pg_gemm_f(nr, N, K, a, lda, bp, accumulate, out, ldc)
     else:
         pg_gemm_d(nr, N, K, a, lda, bp, accumulate, out, ldc)
+
+
+cdef inline void matmul_tn(int M, int N, int K, const floating* a, int lda, const floating* b,
+                           int ldb, bint accumulate, floating* out, int ldc) noexcept nogil:
+    """out (M x N) := a^T @ b (+ out when accumulate), a (K x M) and b (K x N) as they lie: the
+    weight gradients, one fixed-order sum over all the steps' rows per entry (_packed_gemm.h)."""
+    if floating is float:
+        pg_gemm_tn_f(M, N, K, a, lda, b, ldb, accumulate, out, ldc)
+    else:
+        pg_gemm_tn_d(M, N, K, a, lda, b, ldb, accumulate, out, ldc)
 
 
 cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcept nogil:
@@ -501,40 +516,17 @@ cdef void gather_dh(const floating* dh, const floating* dyseq, const unsigned ch
             memcpy(g + o, dh + o, u * sizeof(floating))
 
 
-cdef void kernel_grad_rows(const floating* xt, const floating* dz, int ld_dz, const floating* dz2,
-                           int ld_dz2, int split, int rows, int nin, int width, floating* dkernel,
-                           floating beta, int k0, int k1) noexcept nogil:
-    """Rows k0..k1 of dkernel (+)= xt^T @ D, one GEMM over all rows (T*batch). D = dz
-    (rows x width) when dz2 is NULL; for the GRU (reset_after), D = [dz[:, :split] | dz2] (the
-    candidate's input part differs)."""
-    if k1 <= k0:
-        return
-    if dz2 == NULL:
-        gemm(True, False, k1 - k0, width, rows, <floating>1, xt + k0, nin, dz, ld_dz,
-             beta, dkernel + <Py_ssize_t>k0 * width, width)
-    else:
-        gemm(True, False, k1 - k0, split, rows, <floating>1, xt + k0, nin, dz, ld_dz,
-             beta, dkernel + <Py_ssize_t>k0 * width, width)
-        gemm(True, False, k1 - k0, width - split, rows, <floating>1, xt + k0, nin, dz2,
-             ld_dz2, beta, dkernel + <Py_ssize_t>k0 * width + split, width)
-
-
-cdef void recurrent_grad_rows(const floating* hs, const floating* dz, int ld_dz,
-                              const floating* hs2, int rsplit, int rows, int u, int width,
-                              floating* drkernel, floating beta, int k0, int k1) noexcept nogil:
-    """Rows k0..k1 of drkernel (+)= H^T @ dz, one GEMM over all rows (T*batch). H = hs[0:T]
-    (h_{s-1} of every step) when hs2 is NULL; for the GRU (reset_before), the candidate's columns
-    from rsplit on multiply hs2 = r * h_{s-1} instead."""
-    if k1 <= k0:
-        return
-    if hs2 == NULL:
-        gemm(True, False, k1 - k0, width, rows, <floating>1, hs + k0, u, dz, ld_dz,
-             beta, drkernel + <Py_ssize_t>k0 * width, width)
-    else:
-        gemm(True, False, k1 - k0, rsplit, rows, <floating>1, hs + k0, u, dz, ld_dz,
-             beta, drkernel + <Py_ssize_t>k0 * width, width)
-        gemm(True, False, k1 - k0, width - rsplit, rows, <floating>1, hs2 + k0, u,
-             dz + rsplit, ld_dz, beta, drkernel + <Py_ssize_t>k0 * width + rsplit, width)
+cdef void weight_grad_cols(const floating* a, const floating* a2, int lda, const floating* d,
+                           int ldd, const floating* d2, int ldd2, int split, int rows, int m,
+                           int width, floating* dw, bint accumulate, int c0, int c1) noexcept nogil:
+    """Columns c0..c1 of dw (m x width) (+)= A^T @ D over all rows (T*batch), A (rows x m):
+    columns before split multiply a with d[:, c], the others a2 with d2[:, c - split] (the GRU's
+    two parts; a2 = a and d2 = d + split for one part)."""
+    cdef int mid = max(c0, min(c1, split))
+    if mid > c0:
+        matmul_tn(m, mid - c0, rows, a, lda, d + c0, ldd, accumulate, dw + c0, width)
+    if c1 > mid:
+        matmul_tn(m, c1 - mid, rows, a2, lda, d2 + (mid - split), ldd2, accumulate, dw + mid, width)
 
 
 cdef void column_sums(const floating* d, int ld, int rows, int c0, int c1, floating* out,
@@ -785,22 +777,28 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     cdef floating* db = opt_ptr(dbias)
     cdef floating* db2 = opt_ptr(dbias2)
     cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
-    cdef floating beta = 1 if accumulate else 0
-    # Shape-fixed blocks: dkernel and drkernel in blocks of rows (each GEMM sums over all T*batch
-    # rows), dx in blocks of rows; thread t takes a contiguous share of whole blocks of each list.
-    cdef int nbk = fixed_blocks(nin, WGRAD_ROW_BLOCK) if dk != NULL else 0
-    cdef int nbr = fixed_blocks(u, WGRAD_ROW_BLOCK) if drk != NULL else 0
+    # dkernel and drkernel: each thread takes a share of the columns (whole panels of 32), every
+    # entry one fixed-order sum over all T*batch rows (matmul_tn) however the columns are split;
+    # dx in blocks of rows fixed by the shape; thread t takes a contiguous share of those blocks.
     cdef int nbx = fixed_blocks(rows, PROJ_ROW_BLOCK) if dx_p != NULL else 0
-    cdef int i, nt = threads_for_work(<long long>rows * width * (2 * nin + u), GEMM_GRAIN,
-                                      max(max(nbk + nbr, nbx), 1), n_threads)
+    cdef int panels = (width + 31) // 32
+    cdef int i, w0, w1, nt = threads_for_work(<long long>rows * width * (2 * nin + u), GEMM_GRAIN,
+                                              max(max(panels, nbx), 1), n_threads)
+    # the second part of each gradient's columns (the GRU's): input gradient dz2 from split on,
+    # recurrent operand hs2 from rsplit on; otherwise the same arrays continue
+    cdef const floating* d_in2 = dz2_p if dz2_p != NULL else &dz[0, 0, 0] + split
+    cdef const floating* h2 = hs2_p if hs2_p != NULL else &hs[0, 0, 0]
+    cdef int ld_in2 = ld2 if dz2_p != NULL else width
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         # gradient with respect to the kernel and the recurrent kernel
-        for i in range(block_start(nbk, nt, t), block_start(nbk, nt, t + 1)):
-            kernel_grad_rows(&xt[0, 0, 0], &dz[0, 0, 0], width, dz2_p, ld2, split, rows, nin,
-                             width, dk, beta, block_start(nin, nbk, i), block_start(nin, nbk, i + 1))
-        for i in range(block_start(nbr, nt, t), block_start(nbr, nt, t + 1)):
-            recurrent_grad_rows(&hs[0, 0, 0], &dz[0, 0, 0], width, hs2_p, rsplit, rows, u, width,
-                                drk, beta, block_start(u, nbr, i), block_start(u, nbr, i + 1))
+        w0 = min(32 * block_start(panels, nt, t), width)
+        w1 = min(32 * block_start(panels, nt, t + 1), width)
+        if dk != NULL:
+            weight_grad_cols(&xt[0, 0, 0], &xt[0, 0, 0], nin, &dz[0, 0, 0], width, d_in2, ld_in2,
+                             split, rows, nin, width, dk, accumulate, w0, w1)
+        if drk != NULL:
+            weight_grad_cols(&hs[0, 0, 0], h2, u, &dz[0, 0, 0], width, &dz[0, 0, 0] + rsplit,
+                             width, rsplit, rows, u, width, drk, accumulate, w0, w1)
         # gradient with respect to the bias: column sums over all steps and rows, in row order
         # (each column's sum is the same however the columns are split)
         c0 = block_start(width, nt, t)
@@ -1557,21 +1555,29 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
                     no_dbias2, dxt, dx, reverse, accumulate, n_threads)
 
 
-def packed_product(const floating[:, ::1] a,      # IN  (M, K)
+def packed_product(const floating[:, ::1] a,      # IN  (M, K), or (K, M) when transpose_a
                    const floating[:, ::1] b,      # IN  (K, N), or (N, K) when transpose_b
                    floating[:, ::1] out,          # IN/OUT (M, N)
-                   bint transpose_b, bint accumulate):
-    """out := a @ b (or a @ b.T) (+ out when accumulate) through the per-step product's packing
-    and kernels at the level in force (packed_level). For tests."""
+                   bint transpose_a, bint transpose_b, bint accumulate):
+    """out := op(a) @ op(b) (+ out when accumulate) at the level in force (packed_level), for tests:
+    a @ b or a @ b.T through the per-step products' packing and kernels; a.T @ b through the
+    weight gradients' kernel (matmul_tn)."""
     import numpy as np
-    cdef int M = a.shape[0], K = a.shape[1], N = b.shape[0] if transpose_b else b.shape[1]
-    if (b.shape[1] if transpose_b else b.shape[0]) != K or out.shape[0] != M or out.shape[1] != N:
-        raise ValueError(f"packed_product: shapes ({a.shape[0]}, {a.shape[1]}) @ "
+    cdef int M = a.shape[1] if transpose_a else a.shape[0], K = a.shape[0] if transpose_a else a.shape[1]
+    cdef int N = b.shape[0] if transpose_b else b.shape[1]
+    if (transpose_a and transpose_b) or (b.shape[1] if transpose_b else b.shape[0]) != K \
+            or out.shape[0] != M or out.shape[1] != N:
+        raise ValueError(f"packed_product: shapes ({a.shape[0]}, {a.shape[1]}){'.T' if transpose_a else ''} @ "
                          f"({b.shape[0]}, {b.shape[1]}){'.T' if transpose_b else ''} -> "
-                         f"({out.shape[0]}, {out.shape[1]}) do not match")
+                         f"({out.shape[0]}, {out.shape[1]}) do not match (or both transposed)")
     cdef floating[::1] scratch = np.zeros(pg_packed_size(K, N) + CYDNN_PG_ALIGN,
                                           dtype=np.float32 if floating is float else np.float64)
     cdef Py_ssize_t used = 0
-    cdef const floating* bp = pack_operand(scratch, &used, K, N, &b[0, 0], b.shape[1], transpose_b)
+    cdef const floating* bp
+    if transpose_a:
+        with nogil:
+            matmul_tn(M, N, K, &a[0, 0], M, &b[0, 0], N, accumulate, &out[0, 0], N)
+        return
+    bp = pack_operand(scratch, &used, K, N, &b[0, 0], b.shape[1], transpose_b)
     with nogil:
         packed_matmul(&a[0, 0], K, bp, &out[0, 0], N, M, K, N, accumulate)

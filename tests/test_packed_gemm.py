@@ -20,10 +20,10 @@ def level(request):
     _k.packed_level(-1)
 
 
-def product(a, b, transpose_b=False, out=None, accumulate=False):
-    m, n = a.shape[0], b.shape[0] if transpose_b else b.shape[1]
+def product(a, b, transpose_b=False, out=None, accumulate=False, transpose_a=False):
+    m, n = a.shape[1] if transpose_a else a.shape[0], b.shape[0] if transpose_b else b.shape[1]
     out = np.zeros((m, n), a.dtype) if out is None else out
-    _k.packed_product(a, b, out, transpose_b, accumulate)
+    _k.packed_product(a, b, out, transpose_a, transpose_b, accumulate)
     return out
 
 
@@ -44,6 +44,41 @@ def test_product_matches_numpy(level, dtype, rtol, shape, transpose_b):
     c0 = rng.standard_normal((m, n)).astype(dtype)
     acc = product(a, b, transpose_b, out=c0.copy(), accumulate=True)
     np.testing.assert_array_equal(acc, c0 + got)   # C + (the same sum), one rounding
+
+
+@pytest.mark.parametrize("level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype,rtol", [("float32", 2e-5), ("float64", 1e-12)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 3, 7), (13, 300, 100), (128, 3200, 512), (32, 129, 64),
+                                   (100, 257, 33), (7, 0, 9)])
+def test_transposed_product_matches_numpy(level, dtype, rtol, shape):
+    """The weight gradients' a.T @ b: K in chunks (the running sums go through C exactly), rows
+    of C in blocks of tiles, partial panels; with accumulate each sum continues from C."""
+    m, k, n = shape
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((k, m)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    expect = a.T.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a.T).astype(np.float64) @ np.abs(b).astype(np.float64)
+    got = product(a, b, transpose_a=True, out=np.full((m, n), np.nan, dtype))
+    assert np.all(np.abs(got - expect) <= rtol * scale)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    acc = product(a, b, transpose_a=True, out=c0.copy(), accumulate=True)
+    assert np.all(np.abs(acc - (c0 + expect)) <= rtol * (scale + np.abs(c0)))
+
+
+@pytest.mark.parametrize("level", LEVELS, indirect=True)
+def test_transposed_product_entries_do_not_depend_on_the_block(level):
+    """Any block of columns of C (a thread's share of a weight gradient) gets the same bits."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((700, 40)).astype(np.float32)
+    b = rng.standard_normal((700, 160)).astype(np.float32)
+    whole = product(a, b, transpose_a=True)
+    for lo, hi in [(0, 32), (32, 96), (96, 160), (0, 64)]:
+        np.testing.assert_array_equal(product(a, np.ascontiguousarray(b[:, lo:hi]), transpose_a=True),
+                                      whole[:, lo:hi])
+    for lo, hi in [(0, 12), (12, 40), (5, 6)]:
+        np.testing.assert_array_equal(product(np.ascontiguousarray(a[:, lo:hi]), b, transpose_a=True),
+                                      whole[lo:hi])
 
 
 @pytest.mark.parametrize("level", LEVELS, indirect=True)
@@ -68,12 +103,13 @@ def test_fused_levels_give_identical_bits(dtype):
     b = rng.standard_normal((128, 300)).astype(dtype)
     try:
         _k.packed_level(2)
-        two = product(a, b)
+        two = [product(a, b), product(b, b, transpose_a=True)]
         _k.packed_level(1)
-        one = product(a, b)
+        one = [product(a, b), product(b, b, transpose_a=True)]
     finally:
         _k.packed_level(-1)
-    np.testing.assert_array_equal(one, two)
+    for x, y in zip(one, two):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_levels_are_clamped_to_the_cpu():

@@ -84,17 +84,20 @@ def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags
 
 
 def test_luong_attention_in_a_functional_model_learns_the_marked_step():
-    """The final LSTM state queries the LSTM outputs through Attention: >= 93% after 3 epochs."""
+    """The final LSTM state queries the LSTM outputs through Attention: >= 95% after 6 epochs.
+    Unclipped Adam(0.01) on this model ends anywhere from 50% to 98% after 3 epochs depending on
+    the seed and on float32 rounding; with clipnorm=1 every one of seeds 0..7 reached 97-100%."""
     ex = _example("attention_lstm")
     x_train, y_train, _ = ex.marked_sequences(3000, 100, seed=1)
     x_test, y_test, _ = ex.marked_sequences(1000, 100, seed=2)
     cydnn.set_random_seed(0)
     model = ex.luong_attention_lstm(100, 16)
     assert any(isinstance(layer, layers.Attention) for layer in model.layers)
-    model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+    model.compile(optimizer=cydnn.optimizers.Adam(0.01, clipnorm=1.0), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=32, epochs=6, verbose=0)
     _, accuracy = model.evaluate(x_test, y_test)
-    assert accuracy >= 0.93, f"held-out accuracy {accuracy:.4f}"
+    assert accuracy >= 0.95, f"held-out accuracy {accuracy:.4f}"
 
 
 def test_time_distributed_dense_labels_every_step():
