@@ -8,22 +8,23 @@
 #   a   (T, batch, G*u)    gate activations (LSTM, GRU)
 #   hs  (T+1, batch, u)    hs[0] = initial h, hs[s+1] = h after step s (cs likewise for the LSTM cell)
 #
-# Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, a GEMM over
-# (T*batch) rows cut in row blocks; (2) the recurrence, parallel over the batch: the batch is cut
-# into one block of rows per thread, each block runs the whole sequence (rows never interact), and
-# per step z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
+# Forward: (1) copy x into xt and project every step at once, z = xt @ kernel + bias, in blocks of
+# (T*batch) rows; (2) the recurrence, parallel over the batch: the batch is cut into one block of
+# rows per thread, each block runs the whole sequence (rows never interact), and per step
+# z[s] += h_{s-1} @ recurrent_kernel followed by the fused gate kernel.
 # Backward: (1) per block of rows, steps T-1..0: fused gate gradients dz[s], then
-# dh_{s-1} = dz[s] @ recurrent_kernel^T; (2) the weight gradients, GEMMs over all steps,
-# dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (in blocks of output rows), the bias
-# gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block.
-# The per-step products run the packed-panel kernels of _packed_gemm.h: the recurrent kernel (or
-# its transpose) is packed once per call into the caller's scratch and read by every step.
+# dh_{s-1} = dz[s] @ recurrent_kernel^T; (2) the weight gradients, one product over all steps
+# each, dkernel = xt^T @ dz and drecurrent = hs[0:T]^T @ dz (threads split the columns), the bias
+# gradient a column sum in fixed row order, and dx = dz @ kernel^T per row block (BLAS).
+# The products run the kernels of _packed_gemm.h (AVX-512, AVX2 or portable, picked at import):
+# the kernel and the recurrent kernel (or its transpose) are packed once per call into the
+# caller's scratch and read by every block and step; the weight gradients pack chunks of both
+# operands as they go.
 #
-# Thread-count independence. Every entry of a per-step product is one sum over k in order,
-# wherever its row sits, so the recurrence's blocks may follow the thread count. OpenBLAS, which
-# runs the GEMMs over all steps, rounds a row of C differently depending on where it sits in a
-# call (its kernels work in tiles and treat edge tiles differently; the tiles differ between its
-# Haswell and SkylakeX kernels), so those blocks are fixed by the shape alone
+# Thread-count independence. Every entry of those products is one sum over k in order, wherever
+# its row or column sits, so their blocks may follow the thread count. OpenBLAS, which runs dx,
+# rounds a row of C differently depending on where it sits in a call (edge tiles; different
+# between its Haswell and SkylakeX kernels), so dx's blocks are fixed by the shape alone
 # (_blas.fixed_blocks, as in dense.pyx) and threads take whole blocks. Every sum written here runs
 # in a fixed order: results do not depend on the thread count.
 #
@@ -331,7 +332,7 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
                          bint reverse, const floating* kernel, int width, const floating* bias,
                          floating* xt, floating* z, int r0, int r1) noexcept nogil:
     """Rows r0..r1 of the time-major (T*batch) matrices: xt := x (in processing order, times the
-    dropout multipliers); z := xt @ kernel + bias (bias may be NULL)."""
+    dropout multipliers); z := xt @ kernel + bias (bias may be NULL; kernel packed by pack_operand)."""
     cdef int r, s, b, j
     cdef const floating* src
     cdef floating* dst
@@ -345,8 +346,8 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
         else:
             for j in range(nin):
                 dst[j] = src[j] * keep[<Py_ssize_t>b * nin + j]
-    gemm(False, False, r1 - r0, width, nin, <floating>1, xt + <Py_ssize_t>r0 * nin, nin, kernel, width,
-         <floating>0, z + <Py_ssize_t>r0 * width, width)
+    packed_matmul(xt + <Py_ssize_t>r0 * nin, nin, kernel, z + <Py_ssize_t>r0 * width, width, r1 - r0,
+                  nin, width, False)
     if bias != NULL:
         for r in range(r0, r1):
             for j in range(width):
@@ -413,14 +414,14 @@ cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcep
     return threads_for_work(<long long>T * batch * u * width, GEMM_GRAIN, batch, n_threads)
 
 
-def packed_scratch_size(int u, int width):
-    """Values of the scratch array every cell's forward and backward pass packs its recurrent
-    kernel (u x width) into: the kernel, its transpose, or (GRU with reset_before) two column
-    slices of either, plus the alignment slack."""
+def packed_scratch_size(int nin, int u, int width):
+    """Values of the scratch array every cell's forward and backward pass packs its kernels into:
+    the kernel (nin x width, forward) then the recurrent kernel (u x width), its transpose, or
+    (GRU with reset_before) two column slices of either, plus the alignment slack."""
     cdef size_t n = max(pg_packed_size(u, width), pg_packed_size(width, u))
     n = max(n, pg_packed_size(u, width - u) + pg_packed_size(u, u))
     n = max(n, pg_packed_size(width - u, u) + pg_packed_size(u, u))
-    return n + CYDNN_PG_ALIGN
+    return pg_packed_size(nin, width) + n + CYDNN_PG_ALIGN
 
 
 def packed_level(int level=-1):
@@ -633,9 +634,10 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], u, bias_p,
+    cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef const floating* kp = pack_operand(packed, &used, nin, u, &kernel[0, 0], u, False)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, False)
     nt = step_threads(T, batch, u, u, n_threads)
     nb = nt
@@ -911,9 +913,10 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 4 * u, bias_p,
+    cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef const floating* kp = pack_operand(packed, &used, nin, 4 * u, &kernel[0, 0], 4 * u, False)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, 4 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
     nt = step_threads(T, batch, u, 4 * u, n_threads)
     nb = nt
@@ -1152,9 +1155,10 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
         brec = &zeros[0]
     else:
         brec = &bias[1, 0]
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
+    cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef const floating* kp = pack_operand(packed, &used, nin, 3 * u, &kernel[0, 0], 3 * u, False)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, 3 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, u, 3 * u, &rkernel[0, 0], 3 * u, False)
     nt = step_threads(T, batch, u, 3 * u, n_threads)
     nb = nt
@@ -1404,9 +1408,10 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, &kernel[0, 0], 3 * u, bias_p,
+    cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef const floating* kp = pack_operand(packed, &used, nin, 3 * u, &kernel[0, 0], 3 * u, False)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, 3 * u, bias_p,
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
-    cdef Py_ssize_t used = 0   # the gates' columns U[:, :2u], then the candidate's U[:, 2u:]
     cdef const floating* rkp = pack_operand(packed, &used, u, 2 * u, &rkernel[0, 0], 3 * u, False)
     cdef const floating* rkp_h = pack_operand(packed, &used, u, u, &rkernel[0, 2 * u], 3 * u, False)
     nt = step_threads(T, batch, u, 3 * u, n_threads)

@@ -125,7 +125,7 @@ def test_a_short_scratch_is_an_error_not_an_overrun():
     x = np.zeros((2, 3, 4), np.float32)
     layer = layers.LSTM(u)
     layer(x)
-    short = np.zeros(200, np.float32)   # the forward pass packs 8 x 32 = 256 values
+    short = np.zeros(200, np.float32)   # the forward pass packs 4 x 32 + 8 x 32 = 384 values
     with pytest.raises(ValueError, match="packing scratch holds"):
         _k.lstm_forward(x, layer._weights[0], layer._weights[1], short, layer.bias, None, None,
                         np.zeros((3, 2, 4), np.float32), np.zeros((3, 2, 4 * u), np.float32),

@@ -259,7 +259,8 @@ class _RNN(Layer):
     def _packed(self):
         """Scratch for the kernels: the recurrent kernel packed for the per-step products."""
         u = self.units
-        return self.buffer("packed", (_k.packed_scratch_size(u, self._n_gates * u),))
+        nin = self._weights[0].shape[0]
+        return self.buffer("packed", (_k.packed_scratch_size(nin, u, self._n_gates * u),))
 
     def _grad_array(self, d, shape, what):
         if d is None:
