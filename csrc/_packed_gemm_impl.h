@@ -33,6 +33,18 @@ typedef PG_T PG_VEC __attribute__((vector_size(PG_VBYTES), aligned(sizeof(PG_T))
 #endif
 #endif
 
+/* Run TILE(mr) for the left < PG_MR rows after the whole tiles, mr a constant in each case (the
+ * cases past PG_MR - 1 are never taken and compile to nothing). */
+#define PG_LAST_ROWS(TILE, left) \
+    switch (left) { \
+        case 1: if (PG_MR > 1) TILE(1); break;   case 2: if (PG_MR > 2) TILE(2); break; \
+        case 3: if (PG_MR > 3) TILE(3); break;   case 4: if (PG_MR > 4) TILE(4); break; \
+        case 5: if (PG_MR > 5) TILE(5); break;   case 6: if (PG_MR > 6) TILE(6); break; \
+        case 7: if (PG_MR > 7) TILE(7); break;   case 8: if (PG_MR > 8) TILE(8); break; \
+        case 9: if (PG_MR > 9) TILE(9); break;   case 10: if (PG_MR > 10) TILE(10); break; \
+        case 11: if (PG_MR > 11) TILE(11); break; default: break; \
+    }
+
 /* Columns per panel at this level. */
 static int PG_NAME(panel)(void) { return PG_PW; }
 
@@ -135,20 +147,7 @@ PG_NAME(gemm)(int M, int N, int K, const PG_T* A, int lda, const PG_T* bp, int b
         const PG_T* panel = bp + (size_t)n0 * K;
         int i = 0;
         for (; i + PG_MR <= M; i += PG_MR) PG_TILE(PG_MR);
-        switch (M - i) {   /* the last rows, fewer than a tile */
-            case 1: if (PG_MR > 1) PG_TILE(1); break;
-            case 2: if (PG_MR > 2) PG_TILE(2); break;
-            case 3: if (PG_MR > 3) PG_TILE(3); break;
-            case 4: if (PG_MR > 4) PG_TILE(4); break;
-            case 5: if (PG_MR > 5) PG_TILE(5); break;
-            case 6: if (PG_MR > 6) PG_TILE(6); break;
-            case 7: if (PG_MR > 7) PG_TILE(7); break;
-            case 8: if (PG_MR > 8) PG_TILE(8); break;
-            case 9: if (PG_MR > 9) PG_TILE(9); break;
-            case 10: if (PG_MR > 10) PG_TILE(10); break;
-            case 11: if (PG_MR > 11) PG_TILE(11); break;
-            default: break;
-        }
+        PG_LAST_ROWS(PG_TILE, M - i);   /* the last rows, fewer than a tile */
     }
 #undef PG_TILE
 #undef PG_ROW
@@ -242,20 +241,7 @@ PG_NAME(gemm_tn)(int M, int N, int K, const PG_T* A, int lda, const PG_T* B, int
                 }
                 int t = 0;
                 for (; (t + 1) * PG_MR <= mb; t++) PG_TILE_TN(PG_MR);
-                switch (mb - t * PG_MR) {   /* the last rows, fewer than a tile */
-                    case 1: if (PG_MR > 1) PG_TILE_TN(1); break;
-                    case 2: if (PG_MR > 2) PG_TILE_TN(2); break;
-                    case 3: if (PG_MR > 3) PG_TILE_TN(3); break;
-                    case 4: if (PG_MR > 4) PG_TILE_TN(4); break;
-                    case 5: if (PG_MR > 5) PG_TILE_TN(5); break;
-                    case 6: if (PG_MR > 6) PG_TILE_TN(6); break;
-                    case 7: if (PG_MR > 7) PG_TILE_TN(7); break;
-                    case 8: if (PG_MR > 8) PG_TILE_TN(8); break;
-                    case 9: if (PG_MR > 9) PG_TILE_TN(9); break;
-                    case 10: if (PG_MR > 10) PG_TILE_TN(10); break;
-                    case 11: if (PG_MR > 11) PG_TILE_TN(11); break;
-                    default: break;
-                }
+                PG_LAST_ROWS(PG_TILE_TN, mb - t * PG_MR);   /* the last rows, fewer than a tile */
             }
         }
     }
@@ -263,6 +249,7 @@ PG_NAME(gemm_tn)(int M, int N, int K, const PG_T* A, int lda, const PG_T* B, int
 }
 
 #undef PG_VL
+#undef PG_LAST_ROWS
 #undef PG_PW
 #undef PG_KC
 #undef PG_MT

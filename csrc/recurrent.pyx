@@ -620,7 +620,7 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                        bint zero_state, bint approx, int n_threads):
     """h_s := act(x_t @ kernel + h_{s-1} @ rkernel + bias), s = 0..T-1 (t = s, or T-1-s reversed)."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = kernel.shape[1]
-    cdef int rows = T * batch, nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -640,10 +640,9 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, False)
     nt = step_threads(T, batch, u, u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], rkp, mask_p, yseq_p,
                                     &ylast[0, 0], T, batch, u, act, alpha, reverse,
@@ -711,7 +710,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
                         bint need_dh0, bint accumulate, bint approx, int n_threads):
     """Backpropagation through time; weight gradients (+)= when accumulate."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -730,10 +729,9 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, True)
     nt = step_threads(T, batch, u, u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
@@ -899,7 +897,7 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     """i, f, o = ract(.), c~ = act(.) of x_t @ kernel + h @ rkernel + bias;
     c := f * c + i * c~;  h := o * act(c)."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -919,10 +917,9 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
     nt = step_threads(T, batch, u, 4 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             lstm_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
                               rkp, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
@@ -1015,7 +1012,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
                   int n_threads):
     """Backpropagation through time; weight gradients (+)= when accumulate."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -1037,10 +1034,9 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, 4 * u, u, &rkernel[0, 0], 4 * u, True)
     nt = step_threads(T, batch, u, 4 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, dcT_p,
@@ -1133,7 +1129,7 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
     """Keras GRU with reset_after: z, r = ract(x W + b_i + h U + b_r) (z, r parts);
     h~ = act(x W_h + b_ih + r * (h U_h + b_rh));  h := z * h + (1 - z) * h~."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -1161,10 +1157,9 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
                        &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 3 * u, &rkernel[0, 0], 3 * u, False)
     nt = step_threads(T, batch, u, 3 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             gru_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rh[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
                              rkp, brec, mask_p, yseq_p, &ylast[0, 0], T, batch, u,
@@ -1256,7 +1251,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     The input projection's gradient is [dr[:, :2u] | dxh]; the recurrent projection's is dr.
     """
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -1275,10 +1270,9 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     cdef Py_ssize_t used = 0
     cdef const floating* rkp = pack_operand(packed, &used, 3 * u, u, &rkernel[0, 0], 3 * u, True)
     nt = step_threads(T, batch, u, 3 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p,
@@ -1394,7 +1388,7 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     """Keras GRU with reset_after=False: z, r = ract(x W_{z,r} + b_{z,r} + h U_{z,r});
     h~ = act(x W_h + b_h + (r * h) U_h);  h := z * h + (1 - z) * h~."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
-    cdef int rows = T * batch, nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const floating* bias_p = NULL
     if bias is not None:
@@ -1415,10 +1409,9 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     cdef const floating* rkp = pack_operand(packed, &used, u, 2 * u, &rkernel[0, 0], 3 * u, False)
     cdef const floating* rkp_h = pack_operand(packed, &used, u, u, &rkernel[0, 2 * u], 3 * u, False)
     nt = step_threads(T, batch, u, 3 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             gru_rb_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &rhp[0, 0, 0], &hs[0, 0, 0], &rec[0, 0],
                                 rkp, rkp_h, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
@@ -1522,7 +1515,7 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     """Backpropagation through time; weight gradients (+)= when accumulate. The recurrent
     kernel's candidate columns multiply r * h_{s-1} (rhp), the gates' columns h_{s-1}."""
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
-    cdef int nb, nt, t, r0, r1
+    cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
     cdef const unsigned char* mask_p = NULL
     if mask is not None:
@@ -1542,10 +1535,9 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     cdef const floating* rkp = pack_operand(packed, &used, 2 * u, u, &rkernel[0, 0], 3 * u, True)
     cdef const floating* rkp_h = pack_operand(packed, &used, u, u, &rkernel[0, 2 * u], 3 * u, True)
     nt = step_threads(T, batch, u, 3 * u, n_threads)
-    nb = nt
-    for t in prange(nb, nogil=True, schedule="static", num_threads=nt):
-        r0 = block_start(batch, nb, t)
-        r1 = block_start(batch, nb, t + 1)
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = block_start(batch, nt, t)
+        r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
             first_steps(mask_p, T, r0, r1, reverse, &first_on[0])
             start_backward(dylast_p, dhT_p, <floating*>NULL, mask_p, &first_on[0], T, u, reverse,
