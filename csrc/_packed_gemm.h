@@ -16,6 +16,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A segment of the weight gradients' product (gemm_tn): C (m x N) := a^T @ B, a (K x m, row
+ * stride lda; NULL: a column of ones, m = 1) and C (row stride ldc) of the call's element type. */
+typedef struct {
+    const void* a;
+    int lda;
+    int m;
+    void* c;
+    int ldc;
+} cydnn_pg_seg;
 /* level 0: 16-byte vectors, 16 registers: 4 x 2 accumulators */
 #define PG_ATTR
 #define PG_VBYTES 16
@@ -141,13 +150,12 @@ static void cydnn_pg_gemm_d(int M, int N, int K, const double* A, int lda, const
     CYDNN_PG_DISPATCH(gemm, d, (M, N, K, A, lda, bp, beta, C, ldc));
 }
 
-static void cydnn_pg_gemm_tn_f(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
-                               int beta, float* C, int ldc) {
-    CYDNN_PG_DISPATCH(gemm_tn, f, (M, N, K, A, lda, B, ldb, beta, C, ldc));
+static void cydnn_pg_gemm_tn_f(int nseg, const cydnn_pg_seg* seg, int N, int K, const float* B,
+                               int ldb, int beta) {
+    CYDNN_PG_DISPATCH(gemm_tn, f, (nseg, seg, N, K, B, ldb, beta));
 }
-static void cydnn_pg_gemm_tn_d(int M, int N, int K, const double* A, int lda, const double* B,
-                               int ldb, int beta, double* C, int ldc) {
-    CYDNN_PG_DISPATCH(gemm_tn, d, (M, N, K, A, lda, B, ldb, beta, C, ldc));
+static void cydnn_pg_gemm_tn_d(int nseg, const cydnn_pg_seg* seg, int N, int K, const double* B,
+                               int ldb, int beta) {
+    CYDNN_PG_DISPATCH(gemm_tn, d, (nseg, seg, N, K, B, ldb, beta));
 }
-
 #endif

@@ -153,16 +153,17 @@ PG_NAME(gemm)(int M, int N, int K, const PG_T* A, int lda, const PG_T* bp, int b
 #undef PG_ROW
 }
 
-/* C[0:mr, 0:nc] := (start ? C : 0) + sum over k of ap[k, 0:mr]^T panel[k, :]: ap a packed chunk of
- * A's columns (K x PG_MR), the panel a packed chunk of B (K x PW). The running sums live in C
- * between chunks, stored and reloaded exactly, so a chunked sum is the same chain as an unbroken one. */
+/* Rows crow[0:mr] (columns n0..n0+nc) := (start ? themselves : 0) + sum over k of
+ * ap[k, 0:mr]^T panel[k, :]: ap a packed chunk of A's columns (K x PG_MR), the panel a packed chunk
+ * of B (K x PW). The running sums live in C between chunks, stored and reloaded exactly, so a
+ * chunked sum is the same chain as an unbroken one. */
 static inline __attribute__((always_inline)) PG_ATTR void
 PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc, int start,
-                 PG_T* C, int ldc) {
+                 PG_T* const* crow, int n0) {
     PG_VEC acc[PG_MR][PG_NV];
     PG_T buf[PG_PW];
     for (int r = 0; r < mr; r++) {
-        const PG_T* c = C + (size_t)r * ldc;
+        const PG_T* c = crow[r] + n0;
         if (!start) {
             for (int v = 0; v < PG_NV; v++) acc[r][v] = (PG_VEC){0};
         } else if (nc == PG_PW) {
@@ -181,7 +182,7 @@ PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc,
             for (int v = 0; v < PG_NV; v++) acc[r][v] += a[r] * bv[v];
     }
     for (int r = 0; r < mr; r++) {
-        PG_T* c = C + (size_t)r * ldc;
+        PG_T* c = crow[r] + n0;
         if (nc == PG_PW) {
             for (int v = 0; v < PG_NV; v++) ((PG_VEC*)c)[v] = acc[r][v];
         } else {
@@ -191,39 +192,62 @@ PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc,
     }
 }
 
-/* gemm_tn's blocking: rows of A and B per chunk, and tiles of C rows per block (the packed chunks,
- * (PG_KC x PG_MR) per tile and (PG_KC x PW), live on the stack and stay in L1/L2). */
+/* gemm_tn's blocking: rows of A and B per chunk, and rows of C per block (a whole number of
+ * tiles). The packed chunks, (PG_KC x PG_MR) per tile and (PG_KC x PW), live on the stack and stay
+ * in L2/L1. A block holds every row of a recurrent layer's weight gradients (inputs + units + the
+ * bias row <= PG_MB) so that B, the largest operand, is read and packed once. */
 #define PG_KC 128
-#define PG_MT 8
+#define PG_MB ((192 + PG_MR - 1) / PG_MR * PG_MR)
 
-/* C (M x N, row stride ldc) := A^T @ B + (beta ? C : 0), A (K x M, row stride lda) and B (K x N,
- * row stride ldb) as they lie in memory: the weight gradients, sums over all the steps' rows.
- * Each entry is one sum over k in order, continuing from C when beta: (C + a0 b0) + a1 b1 ... */
+/* For each segment s, rows of C: seg[s].c (m x N, row stride ldc) := a^T @ B (+ itself when
+ * beta), a (K x m, row stride lda) and B (K x N, row stride ldb) as they lie in memory; a NULL
+ * `a` stands for a column of ones (m = 1): the row gets B's column sums. The segments' rows are
+ * stacked into one A^T so that every block of them shares one pass over B: the weight gradients,
+ * sums over all the steps' rows. Each entry is one sum over k in order, continuing from C when
+ * beta: (C + a0 b0) + a1 b1 ...; the same whatever segments it is computed with. */
 static PG_ATTR void
-PG_NAME(gemm_tn)(int M, int N, int K, const PG_T* A, int lda, const PG_T* B, int ldb, int beta,
-                 PG_T* C, int ldc) {
-    PG_T apack[PG_MT * PG_KC * PG_MR] __attribute__((aligned(64)));
+PG_NAME(gemm_tn)(int nseg, const cydnn_pg_seg* seg, int N, int K, const PG_T* B, int ldb,
+                 int beta) {
+    PG_T apack[PG_MB * PG_KC] __attribute__((aligned(64)));
     PG_T bpack[PG_KC * PG_PW] __attribute__((aligned(64)));
-#define PG_TILE_TN(mr) PG_NAME(tile_tn)(mr, kc, apack + (size_t)t * PG_KC * PG_MR, bpack, nc, start, C + (size_t)(m0 + t * PG_MR) * ldc + n0, ldc)
-    if (K == 0 && !beta) {   /* an empty sum */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = 0;
+    PG_T* crow[PG_MB];
+    int M = 0;
+    for (int s = 0; s < nseg; s++) M += seg[s].m;
+    if (K == 0 && !beta) {   /* empty sums */
+        for (int s = 0; s < nseg; s++)
+            for (int i = 0; i < seg[s].m; i++)
+                for (int j = 0; j < N; j++) ((PG_T*)seg[s].c)[(size_t)i * seg[s].ldc + j] = 0;
         return;
     }
-    for (int m0 = 0; m0 < M; m0 += PG_MT * PG_MR) {
-        int mb = M - m0 < PG_MT * PG_MR ? M - m0 : PG_MT * PG_MR;
-        int nt = (mb + PG_MR - 1) / PG_MR;
+#define PG_TILE_TN(mr) PG_NAME(tile_tn)(mr, kc, apack + (size_t)t * PG_KC * PG_MR, bpack, nc, start, crow + t * PG_MR, n0)
+    for (int m0 = 0; m0 < M; m0 += PG_MB) {
+        int mb = M - m0 < PG_MB ? M - m0 : PG_MB;
+        /* the block's rows of C, and the ones rows of the packed A (the same in every chunk) */
+        for (int s = 0, g0 = 0; s < nseg; g0 += seg[s].m, s++) {
+            int i0 = g0 > m0 ? g0 : m0, i1 = g0 + seg[s].m < m0 + mb ? g0 + seg[s].m : m0 + mb;
+            for (int i = i0; i < i1; i++) {
+                crow[i - m0] = (PG_T*)seg[s].c + (size_t)(i - g0) * seg[s].ldc;
+                if (seg[s].a == NULL)
+                    for (int k = 0; k < PG_KC; k++)
+                        apack[((size_t)((i - m0) / PG_MR) * PG_KC + k) * PG_MR + (i - m0) % PG_MR] = 1;
+            }
+        }
         for (int k0 = 0; k0 < K; k0 += PG_KC) {
             int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
             int start = beta || k0 > 0;
-            for (int k = 0; k < kc; k++) {   /* pack A's chunk: per tile, MR values per row */
-                const PG_T* src = A + (size_t)(k0 + k) * lda + m0;
-                for (int t = 0; t < nt; t++) {
-                    PG_T* dst = apack + ((size_t)t * PG_KC + k) * PG_MR;
-                    if ((t + 1) * PG_MR <= mb) {
-                        memcpy(dst, src + t * PG_MR, PG_MR * sizeof(PG_T));
-                    } else {
-                        for (int r = 0; r < PG_MR; r++) dst[r] = t * PG_MR + r < mb ? src[t * PG_MR + r] : 0;
+            for (int s = 0, g0 = 0; s < nseg; g0 += seg[s].m, s++) {   /* pack A's chunk */
+                int i0 = g0 > m0 ? g0 : m0, i1 = g0 + seg[s].m < m0 + mb ? g0 + seg[s].m : m0 + mb;
+                if (seg[s].a == NULL || i1 <= i0) continue;
+                for (int k = 0; k < kc; k++) {
+                    const PG_T* src = (const PG_T*)seg[s].a + (size_t)(k0 + k) * seg[s].lda + (i0 - g0);
+                    for (int li = i0 - m0; li < i1 - m0;) {   /* runs up to the next tile's start */
+                        int t = li / PG_MR, r = li - t * PG_MR;
+                        int n = i1 - m0 - li < PG_MR - r ? i1 - m0 - li : PG_MR - r;
+                        PG_T* dst = apack + ((size_t)t * PG_KC + k) * PG_MR + r;
+                        if (n == PG_MR) memcpy(dst, src, PG_MR * sizeof(PG_T));
+                        else for (int j = 0; j < n; j++) dst[j] = src[j];
+                        src += n;
+                        li += n;
                     }
                 }
             }
@@ -252,5 +276,5 @@ PG_NAME(gemm_tn)(int M, int N, int K, const PG_T* A, int lda, const PG_T* B, int
 #undef PG_LAST_ROWS
 #undef PG_PW
 #undef PG_KC
-#undef PG_MT
+#undef PG_MB
 #undef PG_VEC

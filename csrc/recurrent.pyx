@@ -292,12 +292,16 @@ cdef extern from "_packed_gemm.h":
                                      int beta, float* C, int ldc) noexcept nogil
     void pg_gemm_d "cydnn_pg_gemm_d"(int M, int N, int K, const double* A, int lda,
                                      const double* bp, int beta, double* C, int ldc) noexcept nogil
-    void pg_gemm_tn_f "cydnn_pg_gemm_tn_f"(int M, int N, int K, const float* A, int lda,
-                                           const float* B, int ldb, int beta, float* C,
-                                           int ldc) noexcept nogil
-    void pg_gemm_tn_d "cydnn_pg_gemm_tn_d"(int M, int N, int K, const double* A, int lda,
-                                           const double* B, int ldb, int beta, double* C,
-                                           int ldc) noexcept nogil
+    ctypedef struct pg_seg "cydnn_pg_seg":
+        const void* a
+        int lda
+        int m
+        void* c
+        int ldc
+    void pg_gemm_tn_f "cydnn_pg_gemm_tn_f"(int nseg, const pg_seg* seg, int N, int K,
+                                           const float* B, int ldb, int beta) noexcept nogil
+    void pg_gemm_tn_d "cydnn_pg_gemm_tn_d"(int nseg, const pg_seg* seg, int N, int K,
+                                           const double* B, int ldb, int beta) noexcept nogil
 
 pg_set_level(-1)   # the widest SIMD level this CPU runs
 
@@ -397,14 +401,27 @@ cdef inline void packed_matmul(const floating* a, int lda, const floating* bp, f
         pg_gemm_d(nr, N, K, a, lda, bp, accumulate, out, ldc)
 
 
-cdef inline void matmul_tn(int M, int N, int K, const floating* a, int lda, const floating* b,
-                           int ldb, bint accumulate, floating* out, int ldc) noexcept nogil:
-    """out (M x N) := a^T @ b (+ out when accumulate), a (K x M) and b (K x N) as they lie: the
-    weight gradients, one fixed-order sum over all the steps' rows per entry (_packed_gemm.h)."""
+cdef inline void matmul_tn(int nseg, const pg_seg* seg, int N, int K, const floating* b, int ldb,
+                           bint accumulate) noexcept nogil:
+    """For each segment: seg.c (seg.m x N) := seg.a^T @ b (+ seg.c when accumulate), seg.a (K x m)
+    and b (K x N) as they lie, or b's column sums where seg.a is NULL: the weight and bias
+    gradients in one pass over b, one fixed-order sum over all the steps' rows per entry."""
     if floating is float:
-        pg_gemm_tn_f(M, N, K, a, lda, b, ldb, accumulate, out, ldc)
+        pg_gemm_tn_f(nseg, seg, N, K, b, ldb, accumulate)
     else:
-        pg_gemm_tn_d(M, N, K, a, lda, b, ldb, accumulate, out, ldc)
+        pg_gemm_tn_d(nseg, seg, N, K, b, ldb, accumulate)
+
+
+cdef inline int add_seg(pg_seg* seg, int n, const void* a, int lda, int m, void* c, int ldc) noexcept nogil:
+    """seg[n] := (a, lda, m, c, ldc) when c is not NULL; returns the segments now in use."""
+    if c == NULL:
+        return n
+    seg[n].a = a
+    seg[n].lda = lda
+    seg[n].m = m
+    seg[n].c = c
+    seg[n].ldc = ldc
+    return n + 1
 
 
 cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcept nogil:
@@ -517,31 +534,46 @@ cdef void gather_dh(const floating* dh, const floating* dyseq, const unsigned ch
             memcpy(g + o, dh + o, u * sizeof(floating))
 
 
-cdef void weight_grad_cols(const floating* a, const floating* a2, int lda, const floating* d,
-                           int ldd, const floating* d2, int ldd2, int split, int rows, int m,
-                           int width, floating* dw, bint accumulate, int c0, int c1) noexcept nogil:
-    """Columns c0..c1 of dw (m x width) (+)= A^T @ D over all rows (T*batch), A (rows x m):
-    columns before split multiply a with d[:, c], the others a2 with d2[:, c - split] (the GRU's
-    two parts; a2 = a and d2 = d + split for one part)."""
-    cdef int mid = max(c0, min(c1, split))
-    if mid > c0:
-        matmul_tn(m, mid - c0, rows, a, lda, d + c0, ldd, accumulate, dw + c0, width)
-    if c1 > mid:
-        matmul_tn(m, c1 - mid, rows, a2, lda, d2 + (mid - split), ldd2, accumulate, dw + mid, width)
-
-
-cdef void column_sums(const floating* d, int ld, int rows, int c0, int c1, floating* out,
-                      bint accumulate) noexcept nogil:
-    """out[c] (+)= sum over rows of d[:, c] for c in c0..c1, rows in order (fixed-order sum)."""
-    cdef int r, c
-    if c1 <= c0:
-        return
-    if not accumulate:
-        for c in range(c0, c1):
-            out[c] = 0
-    for r in range(rows):
-        for c in range(c0, c1):
-            out[c] += d[<Py_ssize_t>r * ld + c]
+cdef void weight_grad_cols(const floating* xt, int nin, const floating* hs, const floating* hs2,
+                           int rsplit, int u, const floating* dz, int width, const floating* dz2,
+                           int ld2, int split, int rows, floating* dk, floating* drk,
+                           floating* db, floating* db2, bint accumulate, int c0, int c1) noexcept nogil:
+    """Columns c0..c1 of the parameter gradients over all rows (T*batch), dz (rows x width):
+    dk (nin x width) (+)= xt^T @ D_in, drk (u x width) (+)= H^T @ dz, db (+)= column sums of D_in and
+    db2 (+)= those of dz (NULL outputs are skipped). D_in is dz, or for columns from split on dz2
+    (the GRU's input part of h~, when dz2 is not NULL); H is hs, or for columns from rsplit on hs2
+    (the GRU with reset_before: r * h). Where D_in is dz, one pass over dz serves all four."""
+    cdef pg_seg seg[4]
+    cdef int a, e, n
+    cdef const floating* h
+    cdef const floating* din
+    a = c0
+    while a < c1:
+        # the next sub-range [a, e) in which D_in and H do not change
+        e = c1
+        if dz2 != NULL and a < split < e:
+            e = split
+        if hs2 != NULL and a < rsplit < e:
+            e = rsplit
+        h = hs2 if (hs2 != NULL and a >= rsplit) else hs
+        if dz2 == NULL or a < split:   # D_in is dz: one pass
+            n = add_seg(seg, 0, xt, nin, nin, NULL if dk == NULL else dk + a, width)
+            n = add_seg(seg, n, h, u, u, NULL if drk == NULL else drk + a, width)
+            n = add_seg(seg, n, NULL, 0, 1, NULL if db == NULL else db + a, width)
+            n = add_seg(seg, n, NULL, 0, 1, NULL if db2 == NULL else db2 + a, width)
+            if n:
+                matmul_tn(n, seg, e - a, rows, dz + a, width, accumulate)
+        else:
+            n = add_seg(seg, 0, h, u, u, NULL if drk == NULL else drk + a, width)
+            n = add_seg(seg, n, NULL, 0, 1, NULL if db2 == NULL else db2 + a, width)
+            if n:
+                matmul_tn(n, seg, e - a, rows, dz + a, width, accumulate)
+            din = dz2 + (a - split)
+            n = add_seg(seg, 0, xt, nin, nin, NULL if dk == NULL else dk + a, width)
+            n = add_seg(seg, n, NULL, 0, 1, NULL if db == NULL else db + a, width)
+            if n:
+                matmul_tn(n, seg, e - a, rows, din, ld2, accumulate)
+        a = e
 
 
 cdef void input_grads(const floating* dz, int ld_dz, const floating* dz2, int ld_dz2, int split,
@@ -754,14 +786,14 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
                           floating[:, ::1] dkernel, floating[:, ::1] drkernel, floating[::1] dbias,
                           floating[::1] dbias2, floating[:, :, ::1] dxt, floating[:, :, ::1] dx,
                           bint reverse, bint accumulate, int n_threads):
-    """After the recurrence: dkernel, drkernel (one GEMM each over all T*batch rows), the bias
-    gradients (fixed-order column sums) and dx, in one parallel region. dz (T, batch, width) is
+    """After the recurrence: dkernel, drkernel and the bias gradients (one pass over dz, every entry
+    a fixed-order sum over all T*batch rows) and dx, in one parallel region. dz (T, batch, width) is
     dL/d(pre-activations). For the GRU, dz is the gradient of the recurrent projection; the input
     projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient.
     hs2 (T, batch, u) or None: the left operand of the recurrent kernel's columns from rsplit on
     (the GRU with reset_before multiplies r * h_{s-1} there)."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
-    cdef int u = hs.shape[2], rows = T * batch, t, c0, c1
+    cdef int u = hs.shape[2], rows = T * batch, t
     cdef const floating* dz2_p = NULL
     if dz2 is not None:
         dz2_p = &dz2[0, 0, 0]
@@ -777,41 +809,18 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     cdef floating* db = opt_ptr(dbias)
     cdef floating* db2 = opt_ptr(dbias2)
     cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
-    # dkernel and drkernel: each thread takes a share of the columns (whole panels of 32), every
-    # entry one fixed-order sum over all T*batch rows (matmul_tn) however the columns are split;
-    # dx in blocks of rows fixed by the shape; thread t takes a contiguous share of those blocks.
+    # dkernel, drkernel and the biases: each thread takes a share of the columns (whole panels of
+    # 32), every entry one fixed-order sum over all T*batch rows (matmul_tn) however the columns
+    # are split; dx in blocks of rows fixed by the shape; thread t takes a contiguous share of them.
     cdef int nbx = fixed_blocks(rows, PROJ_ROW_BLOCK) if dx_p != NULL else 0
     cdef int panels = (width + 31) // 32
     cdef int i, w0, w1, nt = threads_for_work(<long long>rows * width * (2 * nin + u), GEMM_GRAIN,
                                               max(max(panels, nbx), 1), n_threads)
-    # the second part of each gradient's columns (the GRU's): input gradient dz2 from split on,
-    # recurrent operand hs2 from rsplit on; otherwise the same arrays continue
-    cdef const floating* d_in2 = dz2_p if dz2_p != NULL else &dz[0, 0, 0] + split
-    cdef const floating* h2 = hs2_p if hs2_p != NULL else &hs[0, 0, 0]
-    cdef int ld_in2 = ld2 if dz2_p != NULL else width
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        # gradient with respect to the kernel and the recurrent kernel
         w0 = min(32 * block_start(panels, nt, t), width)
         w1 = min(32 * block_start(panels, nt, t + 1), width)
-        if dk != NULL:
-            weight_grad_cols(&xt[0, 0, 0], &xt[0, 0, 0], nin, &dz[0, 0, 0], width, d_in2, ld_in2,
-                             split, rows, nin, width, dk, accumulate, w0, w1)
-        if drk != NULL:
-            weight_grad_cols(&hs[0, 0, 0], h2, u, &dz[0, 0, 0], width, &dz[0, 0, 0] + rsplit,
-                             width, rsplit, rows, u, width, drk, accumulate, w0, w1)
-        # gradient with respect to the bias: column sums over all steps and rows, in row order
-        # (each column's sum is the same however the columns are split)
-        c0 = block_start(width, nt, t)
-        c1 = block_start(width, nt, t + 1)
-        if db != NULL:
-            if dz2_p == NULL:
-                column_sums(&dz[0, 0, 0], width, rows, c0, c1, db, accumulate)
-            else:   # GRU input bias: [dz[:, :split] | dz2]
-                column_sums(&dz[0, 0, 0], width, rows, c0, min(c1, split), db, accumulate)
-                column_sums(dz2_p, ld2, rows, max(c0, split) - split, c1 - split, db + split,
-                            accumulate)
-        if db2 != NULL:
-            column_sums(&dz[0, 0, 0], width, rows, c0, c1, db2, accumulate)
+        weight_grad_cols(&xt[0, 0, 0], nin, &hs[0, 0, 0], hs2_p, rsplit, u, &dz[0, 0, 0], width,
+                         dz2_p, ld2, split, rows, dk, drk, db, db2, accumulate, w0, w1)
         # gradient with respect to the input
         for i in range(block_start(nbx, nt, t), block_start(nbx, nt, t + 1)):
             input_grads(&dz[0, 0, 0], width, dz2_p, ld2, split, &kernel[0, 0], nin, width, keep_p,
@@ -1571,10 +1580,40 @@ def packed_product(const floating[:, ::1] a,      # IN  (M, K), or (K, M) when t
                                           dtype=np.float32 if floating is float else np.float64)
     cdef Py_ssize_t used = 0
     cdef const floating* bp
+    cdef pg_seg seg[1]
     if transpose_a:
+        add_seg(seg, 0, &a[0, 0], M, M, &out[0, 0], N)
         with nogil:
-            matmul_tn(M, N, K, &a[0, 0], M, &b[0, 0], N, accumulate, &out[0, 0], N)
+            matmul_tn(1, seg, N, K, &b[0, 0], N, accumulate)
         return
     bp = pack_operand(scratch, &used, K, N, &b[0, 0], b.shape[1], transpose_b)
     with nogil:
         packed_matmul(&a[0, 0], K, bp, &out[0, 0], N, M, K, N, accumulate)
+
+
+def packed_weight_grads(const floating[:, ::1] b, list parts, list outs, bint accumulate):
+    """For tests: in one call of the weight gradients' kernel (matmul_tn), at the level in force,
+    outs[i] := parts[i].T @ b (+ outs[i] when accumulate), parts[i] (K, m_i) and outs[i] (m_i, N);
+    where parts[i] is None, outs[i] (1, N) receives b's column sums. At most 4 parts."""
+    cdef pg_seg seg[4]
+    cdef int i, n = len(parts), K = b.shape[0], N = b.shape[1]
+    cdef const floating[:, ::1] a
+    cdef floating[:, ::1] c
+    if n != len(outs) or not 1 <= n <= 4:
+        raise ValueError(f"packed_weight_grads: expected 1 to 4 parts and as many outputs, "
+                         f"received {n} parts and {len(outs)} outputs")
+    for i in range(n):
+        c = outs[i]
+        if parts[i] is None:
+            if c.shape[0] != 1 or c.shape[1] != N:
+                raise ValueError(f"packed_weight_grads: output {i} (column sums) must be (1, {N}), "
+                                 f"received ({c.shape[0]}, {c.shape[1]})")
+            add_seg(seg, i, NULL, 0, 1, &c[0, 0], N)
+        else:
+            a = parts[i]
+            if a.shape[0] != K or c.shape[0] != a.shape[1] or c.shape[1] != N:
+                raise ValueError(f"packed_weight_grads: part {i} ({a.shape[0]}, {a.shape[1]}).T @ "
+                                 f"({K}, {N}) -> ({c.shape[0]}, {c.shape[1]}) do not match")
+            add_seg(seg, i, &a[0, 0], a.shape[1], a.shape[1], &c[0, 0], N)
+    with nogil:
+        matmul_tn(n, seg, N, K, &b[0, 0], N, accumulate)

@@ -81,6 +81,49 @@ def test_transposed_product_entries_do_not_depend_on_the_block(level):
                                       whole[lo:hi])
 
 
+def weight_grads(b, parts, accumulate=False, outs=None):
+    if outs is None:
+        outs = [np.full((1 if p is None else p.shape[1], b.shape[1]), np.nan, b.dtype) for p in parts]
+    _k.packed_weight_grads(b, list(parts), outs, accumulate)
+    return outs
+
+
+@pytest.mark.parametrize("level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes,k,n", [((32, 128, None), 3200, 512), ((5, None, 3, None), 300, 70),
+                                       ((150, 100, None), 129, 40), ((None,), 257, 33), ((1, 11), 1, 5)])
+def test_stacked_weight_gradients_in_one_pass(level, dtype, sizes, k, n):
+    """The layers' kernel, recurrent-kernel and bias gradients in one pass over b: every part gets
+    the bits it gets alone, a None part gets the column sums in row order (the running sum of
+    np.add.accumulate), more rows than one block (150 + 100) included; accumulate continues each."""
+    rng = np.random.default_rng(k + n)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    parts = [None if m is None else rng.standard_normal((k, m)).astype(dtype) for m in sizes]
+    got = weight_grads(b, parts)
+    for p, g in zip(parts, got):
+        if p is None:
+            np.testing.assert_array_equal(g[0], np.add.accumulate(b, axis=0)[-1])
+        else:
+            np.testing.assert_array_equal(g, product(p, b, transpose_a=True))
+    c0 = [rng.standard_normal(g.shape).astype(dtype) for g in got]
+    acc = weight_grads(b, parts, accumulate=True, outs=[c.copy() for c in c0])
+    for p, c, a in zip(parts, c0, acc):
+        if p is None:
+            np.testing.assert_array_equal(a[0], np.add.accumulate(np.vstack([c, b]), axis=0)[-1])
+        else:
+            np.testing.assert_array_equal(a, product(p, b, transpose_a=True, out=c.copy(), accumulate=True))
+
+
+def test_stacked_weight_gradients_reject_mismatched_parts():
+    b = np.zeros((6, 4), np.float32)
+    with pytest.raises(ValueError, match=r"part 0 \(5, 3\)\.T @ \(6, 4\)"):
+        weight_grads(b, [np.zeros((5, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"column sums\) must be \(1, 4\)"):
+        _k.packed_weight_grads(b, [None], [np.zeros((2, 4), np.float32)], False)
+    with pytest.raises(ValueError, match="1 to 4 parts"):
+        _k.packed_weight_grads(b, [None] * 5, [np.zeros((1, 4), np.float32)] * 5, False)
+
+
 @pytest.mark.parametrize("level", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_row_does_not_depend_on_the_rows_around_it(level, dtype):
