@@ -141,15 +141,16 @@ static void cydnn_pg_pack_f(int K, int N, const float* src, int ld, int trans, f
 static void cydnn_pg_pack_d(int K, int N, const double* src, int ld, int trans, double* bp) {
     CYDNN_PG_DISPATCH(pack, d, (K, N, src, ld, trans, bp));
 }
-static void cydnn_pg_gemm_f(int M, int N, int K, const float* A, int lda, const float* bp, int beta,
-                            float* C, int ldc) {
-    CYDNN_PG_DISPATCH(gemm, f, (M, N, K, A, lda, bp, beta, C, ldc));
+static void cydnn_pg_gemm_f(int M, int N, int K1, const float* A1, int lda1, const float* bp1,
+                            int K2, const float* A2, int lda2, const float* bp2, const float* init,
+                            int beta, float* C, int ldc) {
+    CYDNN_PG_DISPATCH(gemm, f, (M, N, K1, A1, lda1, bp1, K2, A2, lda2, bp2, init, beta, C, ldc));
 }
-static void cydnn_pg_gemm_d(int M, int N, int K, const double* A, int lda, const double* bp,
-                            int beta, double* C, int ldc) {
-    CYDNN_PG_DISPATCH(gemm, d, (M, N, K, A, lda, bp, beta, C, ldc));
+static void cydnn_pg_gemm_d(int M, int N, int K1, const double* A1, int lda1, const double* bp1,
+                            int K2, const double* A2, int lda2, const double* bp2,
+                            const double* init, int beta, double* C, int ldc) {
+    CYDNN_PG_DISPATCH(gemm, d, (M, N, K1, A1, lda1, bp1, K2, A2, lda2, bp2, init, beta, C, ldc));
 }
-
 static void cydnn_pg_gemm_tn_f(int nseg, const cydnn_pg_seg* seg, int N, int K, const float* B,
                                int ldb, int beta) {
     CYDNN_PG_DISPATCH(gemm_tn, f, (nseg, seg, N, K, B, ldb, beta));

@@ -13,10 +13,10 @@
  * stays in L1 across the tiles of a panel. The recurrent kernel is packed once per sequence and
  * used by every step, where a BLAS call would re-pack it in every step.
  *
- * Summation order: every C[i, j] is one running sum over k = 0..K-1 in order (a lane of an
- * accumulator), started at zero and then added to C (beta = 1) or stored (beta = 0). It does not
- * depend on M, on where row i sits in a call, on the panel width or on the thread count; levels
- * 1 and 2 both fuse multiply and add (identical results), level 0 rounds the product first.
+ * Summation order: every C[i, j] is one running sum over k in order (a lane of an accumulator),
+ * started from C itself (beta = 1), from an initial row (the bias) or from zero, and stored. It
+ * does not depend on M, on where row i sits in a call, on the panel width or on the thread count;
+ * levels 1 and 2 both fuse multiply and add (identical results), level 0 rounds the product first.
  */
 #define PG_VL (PG_VBYTES / (int)sizeof(PG_T))     /* lanes per vector */
 #define PG_PW (PG_NV * PG_VL)                      /* columns per panel */
@@ -65,67 +65,102 @@ PG_NAME(pack)(int K, int N, const PG_T* src, int ld, int trans, PG_T* bp) {
     }
 }
 
-/* C[0:mr, 0:nc] (+)= A[0:mr, :] @ panel, mr <= PG_MR a constant after inlining. */
+/* Load v (nc <= PW values, zeros past them) as PG_NV vectors; NULL: zeros. */
 static inline __attribute__((always_inline)) PG_ATTR void
-PG_NAME(tile)(const int mr, int K, const PG_T* A, int lda, const PG_T* panel, int nc, int beta,
+PG_NAME(load_row)(const PG_T* v, int nc, PG_VEC* out) {
+    PG_T buf[PG_PW];
+    for (int j = 0; j < PG_PW; j++) buf[j] = (v != NULL && j < nc) ? v[j] : 0;
+    for (int i = 0; i < PG_NV; i++) out[i] = *(const PG_VEC*)(buf + i * PG_VL);
+}
+
+/* C[0:mr, 0:nc] := (beta ? C : init) + A1[0:mr, 0:K1] @ panel1 + A2[0:mr, 0:K2] @ panel2, one
+ * running sum per entry; mr <= PG_MR a constant after inlining; iv: init's vectors (zeros when
+ * there is none). */
+static inline __attribute__((always_inline)) PG_ATTR void
+PG_NAME(tile)(const int mr, int K1, const PG_T* A1, int lda1, const PG_T* panel1, int K2,
+              const PG_T* A2, int lda2, const PG_T* panel2, const PG_VEC* iv, int nc, int beta,
               PG_T* C, int ldc) {
     PG_VEC acc[PG_MR][PG_NV];
-    for (int r = 0; r < mr; r++)
-        for (int v = 0; v < PG_NV; v++) acc[r][v] = (PG_VEC){0};
-    for (int k = 0; k < K; k++) {
-        const PG_VEC* b = (const PG_VEC*)(panel + (size_t)k * PG_PW);
+    for (int r = 0; r < mr; r++) {
+        if (!beta)
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = iv[v];
+        else if (nc == PG_PW)
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = ((const PG_VEC*)(C + (size_t)r * ldc))[v];
+        else
+            PG_NAME(load_row)(C + (size_t)r * ldc, nc, acc[r]);
+    }
+    for (int k = 0; k < K1; k++) {
+        const PG_VEC* b = (const PG_VEC*)(panel1 + (size_t)k * PG_PW);
         PG_VEC bv[PG_NV];
         for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
         for (int r = 0; r < mr; r++) {
-            PG_T a = A[(size_t)r * lda + k];
+            PG_T a = A1[(size_t)r * lda1 + k];
+            for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
+        }
+    }
+    for (int k = 0; k < K2; k++) {
+        const PG_VEC* b = (const PG_VEC*)(panel2 + (size_t)k * PG_PW);
+        PG_VEC bv[PG_NV];
+        for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
+        for (int r = 0; r < mr; r++) {
+            PG_T a = A2[(size_t)r * lda2 + k];
             for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
         }
     }
     if (nc == PG_PW) {
-        for (int r = 0; r < mr; r++) {
-            PG_VEC* c = (PG_VEC*)(C + (size_t)r * ldc);
-            if (beta)
-                for (int v = 0; v < PG_NV; v++) c[v] += acc[r][v];
-            else
-                for (int v = 0; v < PG_NV; v++) c[v] = acc[r][v];
-        }
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < PG_NV; v++) ((PG_VEC*)(C + (size_t)r * ldc))[v] = acc[r][v];
     } else {   /* the last panel's real columns only */
         PG_T out[PG_PW];
         for (int r = 0; r < mr; r++) {
             for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(out + v * PG_VL) = acc[r][v];
-            PG_T* c = C + (size_t)r * ldc;
-            for (int j = 0; j < nc; j++) c[j] = beta ? c[j] + out[j] : out[j];
+            for (int j = 0; j < nc; j++) C[(size_t)r * ldc + j] = out[j];
         }
     }
 }
 
-/* One row of C across np <= PG_NP panels, np a constant after inlining: C[0, 0:nc] (+)= a @ those
- * panels. A single row (batch 1) has too few accumulators per panel to hide the FMA latency;
- * several panels at once give it PG_NP * PG_NV independent sums, each still in k order. */
+/* One row of C across np <= PG_NP panels, np a constant after inlining: C[0, 0:nc] := (beta ? C :
+ * init) + a1 @ panels1 + a2 @ panels2. A single row (batch 1) has too few accumulators per panel to hide
+ * the FMA latency; several panels at once give it PG_NP * PG_NV independent sums, each still in k
+ * order. */
 static inline __attribute__((always_inline)) PG_ATTR void
-PG_NAME(row)(const int np, int K, const PG_T* a, const PG_T* panels, int nc, int beta, PG_T* C) {
+PG_NAME(row)(const int np, int K1, const PG_T* a1, const PG_T* panels1, int K2, const PG_T* a2,
+             const PG_T* panels2, const PG_T* init, int nc, int beta, PG_T* C) {
     PG_VEC acc[PG_NP][PG_NV];
+    const PG_T* start = beta ? C : init;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < PG_NV; v++) acc[p][v] = (PG_VEC){0};
-    for (int k = 0; k < K; k++) {
-        PG_T ak = a[k];
+        PG_NAME(load_row)(start == NULL ? NULL : start + p * PG_PW, nc - p * PG_PW, acc[p]);
+    for (int k = 0; k < K1; k++) {
+        PG_T ak = a1[k];
         for (int p = 0; p < np; p++) {
-            const PG_VEC* b = (const PG_VEC*)(panels + ((size_t)p * K + k) * PG_PW);
+            const PG_VEC* b = (const PG_VEC*)(panels1 + ((size_t)p * K1 + k) * PG_PW);
+            for (int v = 0; v < PG_NV; v++) acc[p][v] += ak * b[v];
+        }
+    }
+    for (int k = 0; k < K2; k++) {
+        PG_T ak = a2[k];
+        for (int p = 0; p < np; p++) {
+            const PG_VEC* b = (const PG_VEC*)(panels2 + ((size_t)p * K2 + k) * PG_PW);
             for (int v = 0; v < PG_NV; v++) acc[p][v] += ak * b[v];
         }
     }
     PG_T out[PG_NP * PG_PW] = {0};
     for (int p = 0; p < np; p++)
         for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(out + p * PG_PW + v * PG_VL) = acc[p][v];
-    for (int j = 0; j < nc; j++) C[j] = beta ? C[j] + out[j] : out[j];
+    for (int j = 0; j < nc; j++) C[j] = out[j];
 }
 
-/* C (M x N, row stride ldc) := A (M x K, row stride lda) @ B + (beta ? C : 0), Bp packed by pack. */
+/* C (M x N, row stride ldc) := (beta ? C : init) + A1 @ B1 + A2 @ B2: A1 (M x K1) and A2 (M x K2)
+ * with row strides lda1 and lda2, B1 and B2 packed by pack (K1 or K2 may be 0), init a row of N
+ * values that every row starts from (NULL: zeros). Each entry is one running sum: its start, then
+ * A1's k in order, then A2's; so C := init + A1 @ B1 followed by C := C + A2 @ B2 (beta) gives the
+ * same bits as the one call. */
 static PG_ATTR void
-PG_NAME(gemm)(int M, int N, int K, const PG_T* A, int lda, const PG_T* bp, int beta, PG_T* C,
+PG_NAME(gemm)(int M, int N, int K1, const PG_T* A1, int lda1, const PG_T* bp1, int K2,
+              const PG_T* A2, int lda2, const PG_T* bp2, const PG_T* init, int beta, PG_T* C,
               int ldc) {
-#define PG_TILE(mr) PG_NAME(tile)(mr, K, A + (size_t)i * lda, lda, panel, nc, beta, C + (size_t)i * ldc + n0, ldc)
-#define PG_ROW(np) PG_NAME(row)(np, K, A, bp + (size_t)n0 * K, nc, beta, C + n0)
+#define PG_TILE(mr) PG_NAME(tile)(mr, K1, A1 + (size_t)i * lda1, lda1, bp1 + (size_t)n0 * K1, K2, A2 + (size_t)i * lda2, lda2, bp2 + (size_t)n0 * K2, iv, nc, beta, C + (size_t)i * ldc + n0, ldc)
+#define PG_ROW(np) PG_NAME(row)(np, K1, A1, bp1 + (size_t)n0 * K1, K2, A2, bp2 + (size_t)n0 * K2, init == NULL ? NULL : init + n0, nc, beta, C + n0)
     if (M == 1) {
         for (int n0 = 0; n0 < N;) {
             int np = (N - n0 + PG_PW - 1) / PG_PW;   /* panels left, at most a group */
@@ -144,7 +179,8 @@ PG_NAME(gemm)(int M, int N, int K, const PG_T* A, int lda, const PG_T* bp, int b
     }
     for (int n0 = 0; n0 < N; n0 += PG_PW) {
         int nc = N - n0 < PG_PW ? N - n0 : PG_PW;
-        const PG_T* panel = bp + (size_t)n0 * K;
+        PG_VEC iv[PG_NV];
+        PG_NAME(load_row)(init == NULL ? NULL : init + n0, nc, iv);
         int i = 0;
         for (; i + PG_MR <= M; i += PG_MR) PG_TILE(PG_MR);
         PG_LAST_ROWS(PG_TILE, M - i);   /* the last rows, fewer than a tile */

@@ -288,10 +288,14 @@ cdef extern from "_packed_gemm.h":
                                      float* bp) noexcept nogil
     void pg_pack_d "cydnn_pg_pack_d"(int K, int N, const double* src, int ld, int trans,
                                      double* bp) noexcept nogil
-    void pg_gemm_f "cydnn_pg_gemm_f"(int M, int N, int K, const float* A, int lda, const float* bp,
-                                     int beta, float* C, int ldc) noexcept nogil
-    void pg_gemm_d "cydnn_pg_gemm_d"(int M, int N, int K, const double* A, int lda,
-                                     const double* bp, int beta, double* C, int ldc) noexcept nogil
+    void pg_gemm_f "cydnn_pg_gemm_f"(int M, int N, int K1, const float* A1, int lda1,
+                                     const float* bp1, int K2, const float* A2, int lda2,
+                                     const float* bp2, const float* init, int beta, float* C,
+                                     int ldc) noexcept nogil
+    void pg_gemm_d "cydnn_pg_gemm_d"(int M, int N, int K1, const double* A1, int lda1,
+                                     const double* bp1, int K2, const double* A2, int lda2,
+                                     const double* bp2, const double* init, int beta, double* C,
+                                     int ldc) noexcept nogil
     ctypedef struct pg_seg "cydnn_pg_seg":
         const void* a
         int lda
@@ -310,6 +314,13 @@ cdef enum:
     # Block sizes (see "Thread-count independence"): blocks are cut from the shape alone
     # (_blas.fixed_blocks, about this many rows each), never from the thread count.
     PROJ_ROW_BLOCK = 256   # (T*batch) rows per GEMM of the input projection and of dx
+    # From this batch on, the LSTM and SimpleRNN fold the input projection into each step's
+    # product (one pass over [x_s | h] against [kernel; rkernel], no z written then read back);
+    # below it, with few rows to share each kernel panel, projecting all steps up front reads the
+    # kernel once. Both give the same bits (step_product), so this only moves time.
+    FOLD_MIN_BATCH = 4
+
+fold_min_batch = FOLD_MIN_BATCH   # for tests
 
 
 def fast_tanh(floating x):
@@ -336,7 +347,8 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
                          bint reverse, const floating* kernel, int width, const floating* bias,
                          floating* xt, floating* z, int r0, int r1) noexcept nogil:
     """Rows r0..r1 of the time-major (T*batch) matrices: xt := x (in processing order, times the
-    dropout multipliers); z := xt @ kernel + bias (bias may be NULL; kernel packed by pack_operand)."""
+    dropout multipliers); z := bias + xt @ kernel (bias may be NULL; kernel packed by pack_operand;
+    kernel NULL: xt only, the cells that fold the projection into each step's product)."""
     cdef int r, s, b, j
     cdef const floating* src
     cdef floating* dst
@@ -350,19 +362,17 @@ cdef void project_inputs(const floating* x, int batch, int T, int nin, const flo
         else:
             for j in range(nin):
                 dst[j] = src[j] * keep[<Py_ssize_t>b * nin + j]
-    packed_matmul(xt + <Py_ssize_t>r0 * nin, nin, kernel, z + <Py_ssize_t>r0 * width, width, r1 - r0,
-                  nin, width, False)
-    if bias != NULL:
-        for r in range(r0, r1):
-            for j in range(width):
-                z[<Py_ssize_t>r * width + j] += bias[j]
+    if kernel != NULL:
+        step_product(xt + <Py_ssize_t>r0 * nin, nin, kernel, nin, NULL, 0, NULL, 0, bias,
+                     z + <Py_ssize_t>r0 * width, width, r1 - r0, width, False)
 
 
 cdef void project_all_inputs(const floating* x, int batch, int T, int nin, const floating* keep,
                              bint reverse, const floating* kernel, int width, const floating* bias,
                              floating* xt, floating* z, int n_threads) noexcept nogil:
     """The input projection of every time step, in blocks of (T*batch) rows fixed by the shape:
-    xt := x in processing order (times dropout multipliers); z := xt @ kernel + bias."""
+    xt := x in processing order (times dropout multipliers); z := bias + xt @ kernel (none when
+    kernel is NULL)."""
     cdef int rows = T * batch, t, r0, r1
     cdef int nb = fixed_blocks(rows, PROJ_ROW_BLOCK)
     cdef int nt = threads_for_work(<long long>rows * nin * width, GEMM_GRAIN, nb, n_threads)
@@ -396,9 +406,23 @@ cdef inline void packed_matmul(const floating* a, int lda, const floating* bp, f
     """out (nr x N, row stride ldc) := a (nr x K, row stride lda) @ B (+ out when accumulate),
     B packed by pack_operand: the per-step product of every cell."""
     if floating is float:
-        pg_gemm_f(nr, N, K, a, lda, bp, accumulate, out, ldc)
+        pg_gemm_f(nr, N, K, a, lda, bp, 0, NULL, 0, NULL, NULL, accumulate, out, ldc)
     else:
-        pg_gemm_d(nr, N, K, a, lda, bp, accumulate, out, ldc)
+        pg_gemm_d(nr, N, K, a, lda, bp, 0, NULL, 0, NULL, NULL, accumulate, out, ldc)
+
+
+cdef inline void step_product(const floating* x, int ldx, const floating* kp, int nin,
+                              const floating* h, int ldh, const floating* rkp, int u,
+                              const floating* bias, floating* out, int ldc, int nr, int N,
+                              bint accumulate) noexcept nogil:
+    """out (nr x N) := (out if accumulate else bias) + x @ kernel + h @ rkernel in one pass (the
+    kernels packed by pack_operand; bias may be NULL, nin or u may be 0): a step's
+    pre-activations, one running sum per entry in that order, so projecting the inputs first
+    (u = 0) then adding the recurrent part (nin = 0, accumulate) gives the same bits."""
+    if floating is float:
+        pg_gemm_f(nr, N, nin, x, ldx, kp, u, h, ldh, rkp, bias, accumulate, out, ldc)
+    else:
+        pg_gemm_d(nr, N, nin, x, ldx, kp, u, h, ldh, rkp, bias, accumulate, out, ldc)
 
 
 cdef inline void matmul_tn(int nseg, const pg_seg* seg, int N, int K, const floating* b, int ldb,
@@ -611,10 +635,11 @@ cdef inline floating* opt_ptr(floating[::1] v) noexcept:
 
 
 # ------------------------------------------------------------------------------------ SimpleRNN
-cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rkp,
+cdef void simple_rnn_forward_rows(const floating* xt, const floating* kp, const floating* bias,
+                                  floating* z, floating* hs, const floating* rkp,
                                   const unsigned char* mask, floating* yseq, floating* ylast,
-                                  int T, int batch, int u, int act, double alpha, bint reverse,
-                                  bint zero_output, bint zero_state, bint fast,
+                                  int T, int batch, int nin, int u, int act, double alpha, bint reverse,
+                                  bint zero_output, bint zero_state, bint fold, bint fast,
                                   int b0, int b1) noexcept nogil:
     cdef int s, j, nr = b1 - b0
     cdef Py_ssize_t step_z = <Py_ssize_t>batch * u
@@ -624,8 +649,11 @@ cdef void simple_rnn_forward_rows(floating* z, floating* hs, const floating* rkp
     for s in range(T):
         zs = z + s * step_z + <Py_ssize_t>b0 * u
         hnew = hs + (s + 1) * step_z + <Py_ssize_t>b0 * u
-        if not (s == 0 and zero_state):
-            packed_matmul(hs + s * step_z + <Py_ssize_t>b0 * u, u, rkp, zs, u, nr, u, u, True)
+        # z := bias + x_s @ kernel + h_{s-1} @ rkernel (no h term from a zero initial state);
+        # the first two terms are in z already unless folded into the step
+        step_product(xt + (<Py_ssize_t>s * batch + b0) * nin, nin, kp, nin if fold else 0,
+                     hs + s * step_z + <Py_ssize_t>b0 * u, u, rkp, 0 if (s == 0 and zero_state) else u,
+                     bias, zs, u, nr, u, not fold)
         # h := activation(z) on the block's rows
         if floating is float and fast:
             tanh_forward_f(nr * u, zs, hnew)
@@ -667,18 +695,19 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef bint fold = batch >= FOLD_MIN_BATCH
     cdef const floating* kp = pack_operand(packed, &used, nin, u, &kernel[0, 0], u, False)
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, u, bias_p,
-                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL if fold else kp, u,
+                       bias_p, &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, False)
-    nt = step_threads(T, batch, u, u, n_threads)
+    nt = step_threads(T, batch, nin + u, u, n_threads)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nt, t)
         r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
-            simple_rnn_forward_rows(&z[0, 0, 0], &hs[0, 0, 0], rkp, mask_p, yseq_p,
-                                    &ylast[0, 0], T, batch, u, act, alpha, reverse,
-                                    zero_output_for_mask, zero_state, fast, r0, r1)
+            simple_rnn_forward_rows(&xt[0, 0, 0], kp, bias_p, &z[0, 0, 0], &hs[0, 0, 0], rkp,
+                                    mask_p, yseq_p, &ylast[0, 0], T, batch, nin, u, act, alpha, reverse,
+                                    zero_output_for_mask, zero_state, fold, fast, r0, r1)
 
 
 cdef void simple_rnn_backward_rows(const floating* z, const floating* hs, const floating* rkp,
@@ -855,21 +884,27 @@ cdef void lstm_cell_generic(const floating* z, floating* a, const floating* cp, 
             h[o + j] = <floating>(og * tt)
 
 
-cdef void lstm_forward_rows(floating* z, floating* a, floating* hs, floating* cs, floating* tc,
+cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floating* bias,
+                            floating* z, floating* a, floating* hs, floating* cs, floating* tc,
                             const floating* rkp, const unsigned char* mask, floating* yseq,
-                            floating* ylast, int T, int batch, int u, int act, double alpha,
+                            floating* ylast, int T, int batch, int nin, int u, int act, double alpha,
                             int ract, double ralpha, bint reverse, bint zero_output,
-                            bint zero_state, bint fast, int b0, int b1) noexcept nogil:
+                            bint zero_state, bint fold, bint fast, int b0, int b1) noexcept nogil:
     cdef int s, b, nr = b1 - b0
     cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
     cdef floating* zs
     cdef floating* as_
     clear_rows(ylast, u, b0, b1)
     for s in range(T):
-        zs = z + 4 * (s * step + off)
+        # the backward of the fast cells reads only a: with the projection folded in, one
+        # step's rows of z serve every step (6.5 MB less to write at the benchmark's size)
+        zs = z + 4 * ((0 if (fold and fast) else s * step) + off)
         as_ = a + 4 * (s * step + off)
-        if not (s == 0 and zero_state):
-            packed_matmul(hs + s * step + off, u, rkp, zs, 4 * u, nr, u, 4 * u, True)
+        # z := bias + x_s @ kernel + h_{s-1} @ rkernel (no h term from a zero initial state);
+        # the first two terms are in z already unless folded into the step
+        step_product(xt + (<Py_ssize_t>s * batch + b0) * nin, nin, kp, nin if fold else 0,
+                     hs + s * step + off, u, rkp, 0 if (s == 0 and zero_state) else u, bias, zs,
+                     4 * u, nr, 4 * u, not fold)
         if floating is float and fast:
             lstm_forward_rows_f(nr, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
                                 tc + s * step + off, hs + (s + 1) * step + off)
@@ -894,7 +929,7 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                  const unsigned char[:, ::1] mask, # IN  (batch, T), 0 = skip the step; or None
                  const floating[:, ::1] keep,      # IN  (batch, in) dropout multipliers, or None
                  floating[:, :, ::1] xt,           # OUT (T, batch, in)
-                 floating[:, :, ::1] z,            # OUT (T, batch, 4u) pre-activations
+                 floating[:, :, ::1] z,            # OUT (T, batch, 4u) pre-activations (*)
                  floating[:, :, ::1] a,            # OUT (T, batch, 4u) activations i, f, c~, o
                  floating[:, :, ::1] hs,           # IN/OUT (T+1, batch, u), hs[0] = h0
                  floating[:, :, ::1] cs,           # IN/OUT (T+1, batch, u), cs[0] = c0
@@ -904,7 +939,9 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
                  int act, double alpha, int ract, double ralpha, bint reverse,
                  bint zero_output_for_mask, bint zero_state, bint approx, int n_threads):
     """i, f, o = ract(.), c~ = act(.) of x_t @ kernel + h @ rkernel + bias;
-    c := f * c + i * c~;  h := o * act(c)."""
+    c := f * c + i * c~;  h := o * act(c).
+    (*) The fast float32 cells (approx, tanh and sigmoid) from batch FOLD_MIN_BATCH on use z[0]
+    as every step's scratch: their backward needs a only."""
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
@@ -921,19 +958,20 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
+    cdef bint fold = batch >= FOLD_MIN_BATCH
     cdef const floating* kp = pack_operand(packed, &used, nin, 4 * u, &kernel[0, 0], 4 * u, False)
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, kp, 4 * u, bias_p,
-                       &xt[0, 0, 0], &z[0, 0, 0], n_threads)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL if fold else kp, 4 * u,
+                       bias_p, &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
-    nt = step_threads(T, batch, u, 4 * u, n_threads)
+    nt = step_threads(T, batch, nin + u, 4 * u, n_threads)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nt, t)
         r1 = block_start(batch, nt, t + 1)
         if r1 > r0:
-            lstm_forward_rows(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
-                              rkp, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act,
-                              alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state,
-                              fast, r0, r1)
+            lstm_forward_rows(&xt[0, 0, 0], kp, bias_p, &z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0],
+                              &cs[0, 0, 0], &tc[0, 0, 0], rkp, mask_p, yseq_p, &ylast[0, 0], T,
+                              batch, nin, u, act, alpha, ract, ralpha, reverse,
+                              zero_output_for_mask, zero_state, fold, fast, r0, r1)
 
 
 cdef void lstm_gate_grads_generic(const floating* z, const floating* a, const floating* cp,

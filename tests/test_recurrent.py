@@ -196,6 +196,51 @@ def test_gradients_finite_differences(kind, opts):
     check_layer_gradients(layer, x, rtol=1e-6, atol=1e-8)
 
 
+# from this batch the LSTM and SimpleRNN fold the input projection into each step's product (below
+# it they project all steps first)
+FOLD_MIN_BATCH = _k.fold_min_batch
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM"])
+@pytest.mark.parametrize("opts", [dict(return_sequences=True), dict(go_backwards=True, return_sequences=True),
+                                  dict(use_bias=False)])
+def test_gradients_finite_differences_with_the_projection_folded_into_the_steps(kind, opts):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((FOLD_MIN_BATCH + 1, 3, 2))
+    layer = built(kind, x, rng, units=2, return_state=True, **opts)
+    check_layer_gradients(layer, x, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("masked,with_state,backwards", [(False, False, False), (True, True, False),
+                                                         (True, False, True)])
+def test_folded_and_projected_inputs_give_the_same_bits(kind, dtype, masked, with_state, backwards):
+    """A batch of 10 folds the projection into the steps, its parts of fewer than FOLD_MIN_BATCH
+    rows project first: every row's outputs and states are the same bits either way (one running
+    sum per entry, bias then x then h), and so is every row's input gradient."""
+    rng = np.random.default_rng(4)
+    batch = 10
+    assert batch >= FOLD_MIN_BATCH > 1
+    x = rng.standard_normal((batch, 10, 6)).astype(dtype)
+    mask = rng.random((batch, 10)) > 0.3 if masked else None
+    init = [rng.standard_normal((batch, 16)).astype(dtype) for _ in range(N_STATES[kind])] if with_state else None
+    layer = make(kind, units=16, dtype=dtype, return_sequences=True, return_state=True, go_backwards=backwards)
+    layer(x)
+    randomize(layer, rng, 0.4)
+    dys = [rng.standard_normal(s).astype(dtype) for s in [(batch, 10, 16)] + [(batch, 16)] * N_STATES[kind]]
+
+    def run(rows):
+        out = [a.copy() for a in layer.forward(x[rows], mask=None if mask is None else mask[rows],
+                                               initial_state=None if init is None else [i[rows] for i in init])]
+        return out + [layer.backward([d[rows] for d in dys]).copy()]
+    whole = run(slice(0, batch))
+    step = FOLD_MIN_BATCH - 1
+    parts = [run(slice(i, min(i + step, batch))) for i in range(0, batch, step)]
+    for w, *p in zip(whole, *parts):
+        np.testing.assert_array_equal(w, np.concatenate(p))
+
+
 @pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("opts", [dict(), dict(return_sequences=True, return_state=True),
                                   dict(go_backwards=True, return_sequences=True),
@@ -426,9 +471,10 @@ def test_post_padding_mask_matches_torch_packed_sequences(kind):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5, 13, 30, 64, 100])
 def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
-    """The GEMMs over all steps run in blocks fixed by the shape; at 2 threads the weight
-    gradients split from batch 5 on, dx from 30, the input projection from 64 (LSTM, GRU); the
-    recurrence splits its batch in one block per thread (fixed-order packed products) from 5."""
+    """The GEMMs over all steps run in blocks fixed by the shape or split by whole panels of
+    columns; at 2 threads the weight gradients split from batch 5 on, dx from 30, the GRU's input
+    projection from 64; the recurrence splits its batch in one block per thread (fixed-order packed
+    products) from 5, the LSTM and SimpleRNN folding the input projection into it from batch 8."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal((batch, 30, 9)).astype(dtype)
     mask = rng.random((batch, 30)) > 0.2 if batch % 2 else None
@@ -450,8 +496,9 @@ def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_results_do_not_depend_on_the_thread_count_at_benchmark_size(kind):
-    """Every parallel region splits at 2 threads: projection and dx (12 blocks of 3200 rows), the
-    recurrence (a block of 32 rows per thread), drecurrent_kernel (2 blocks of 64 rows)."""
+    """Every parallel region splits at 2 threads: the GRU's projection and dx (12 blocks of 3200
+    rows), the recurrence (a block of 32 rows per thread), the weight gradients (columns in whole
+    panels of 32)."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal((64, 50, 32)).astype(np.float32)
     layer = make(kind, units=128, dtype="float32")

@@ -60,27 +60,31 @@ def test_embedding_mask_zero_lstm_classifies_variable_length_sequences():
 
 
 def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags():
-    """Sign of the value at a marked step of 100: after 3 epochs LSTM + AttentionPooling reaches
-    >= 95% held-out accuracy and puts > 10x the uniform weight on the marked step, while the
-    same LSTM read from its last state is at least 10 points behind."""
+    """Sign of the value at a marked step of 100, 3 epochs, seeds 0-4: LSTM + AttentionPooling
+    reaches >= 95% held-out accuracy with every seed and puts > 10x the uniform weight on the
+    marked step, while the same LSTM read from its last state is, in the median, at least 10
+    points behind. (Its median, not every run: now and then the last state does learn the task
+    within 3 epochs; over seeds 0-7 it reached 85% and 91% twice and about 50% otherwise.)"""
     ex = _example("attention_lstm")
     x_train, y_train, _ = ex.marked_sequences(3000, 100, seed=1)
     x_test, y_test, marker = ex.marked_sequences(1000, 100, seed=2)
-    accuracy = {}
-    for make in (ex.attention_lstm, ex.last_state_lstm):
-        cydnn.set_random_seed(0)
-        model = make(100, 16)
-        model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-        model.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
-        accuracy[make.__name__] = model.evaluate(x_test, y_test)[1]
-        if make is ex.attention_lstm:
-            model.predict(x_test, batch_size=1000)
-            weights = model.layers[1].last_attention_scores
-            np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
-            at_marker = weights[np.arange(1000), marker].mean()
-            assert at_marker > 10 / 100, f"mean attention weight at the marked step {at_marker:.3f}"
-    assert accuracy["attention_lstm"] >= 0.95, accuracy
-    assert accuracy["last_state_lstm"] <= accuracy["attention_lstm"] - 0.10, accuracy
+    accuracy = {ex.attention_lstm: [], ex.last_state_lstm: []}
+    for seed in range(5):
+        for make in accuracy:
+            cydnn.set_random_seed(seed)
+            model = make(100, 16)
+            model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+            model.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+            accuracy[make].append(model.evaluate(x_test, y_test)[1])
+            if make is ex.attention_lstm and seed == 0:
+                model.predict(x_test, batch_size=1000)
+                weights = model.layers[1].last_attention_scores
+                np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+                at_marker = weights[np.arange(1000), marker].mean()
+                assert at_marker > 10 / 100, f"mean attention weight at the marked step {at_marker:.3f}"
+    attention, last_state = accuracy[ex.attention_lstm], accuracy[ex.last_state_lstm]
+    assert min(attention) >= 0.95, accuracy
+    assert np.median(last_state) <= min(attention) - 0.10, accuracy
 
 
 def test_luong_attention_in_a_functional_model_learns_the_marked_step():
