@@ -37,7 +37,7 @@
 # exp/sigmoid/tanh of _fastmath.h (errors ~1e-7); every other case runs the generic path with the
 # activation code of _activation.pxd in double precision (float64 gradient checks go through it).
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 from _blas cimport gemm, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
@@ -76,16 +76,27 @@ cdef extern from *:
         }
     }
 
-    CYDNN_CLONES static void cydnn_lstm_forward_rows_f(int nr, int u, const float* z, float* a,
-            const float* cp, float* c, float* t, float* h) {
+    /* Units j0..j1 of nr rows (the whole row: 0..u). */
+    CYDNN_CLONES static void cydnn_lstm_forward_rows_f(int nr, int u, int j0, int j1, const float* z,
+            float* a, const float* cp, float* c, float* t, float* h) {
         for (int r = 0; r < nr; r++) {
-            const float* zr = z + (size_t)r * 4 * u;
-            float* ar = a + (size_t)r * 4 * u;
-            size_t o = (size_t)r * u;
-            cydnn_lstm_forward_row_f(u, zr, zr + u, zr + 2 * u, zr + 3 * u, ar, ar + u, ar + 2 * u,
-                                     ar + 3 * u, cp + o, c + o, t + o, h + o);
+            const float* zr = z + (size_t)r * 4 * u + j0;
+            float* ar = a + (size_t)r * 4 * u + j0;
+            size_t o = (size_t)r * u + j0;
+            cydnn_lstm_forward_row_f(j1 - j0, zr, zr + u, zr + 2 * u, zr + 3 * u, ar, ar + u,
+                                     ar + 2 * u, ar + 3 * u, cp + o, c + o, t + o, h + o);
         }
     }
+
+    /* Inside a parallel region: wait for the whole team; the team's size (1 without OpenMP). */
+    #ifdef _OPENMP
+    #include <omp.h>
+    static void cydnn_team_barrier(void) { _Pragma("omp barrier") }
+    static int cydnn_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static void cydnn_team_barrier(void) {}
+    static int cydnn_team_size(void) { return 1; }
+    #endif
 
     /* LSTM gate gradients for one row: g = dL/dh, dc = dL/dc from the next step (in) and
        dL/dc_prev (out); dz (4u) := dL/d(pre-activations). */
@@ -256,8 +267,10 @@ cdef extern from *:
     }
 
     """
-    void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, const float* z, float* a,
-        const float* cp, float* c, float* t, float* h) noexcept nogil
+    void lstm_forward_rows_f "cydnn_lstm_forward_rows_f"(int nr, int u, int j0, int j1,
+        const float* z, float* a, const float* cp, float* c, float* t, float* h) noexcept nogil
+    void team_barrier "cydnn_team_barrier"() noexcept nogil
+    int team_size "cydnn_team_size"() noexcept nogil
     void lstm_backward_row_f "cydnn_lstm_backward_row_f"(int u, const float* a, const float* cp,
         const float* t, const float* g, float* dc, float* dz) noexcept nogil
     void gru_forward_rows_f "cydnn_gru_forward_rows_f"(int nr, int u, float* z, const float* rec,
@@ -473,24 +486,30 @@ def packed_level(int level=-1):
 
 cdef void emit_outputs(const floating* hnew, const floating* hprev, const unsigned char* mask,
                        int T, int batch, int u, int s, bint reverse, bint zero_output,
-                       floating* hs_next, floating* yseq, floating* ylast, int r0, int r1) noexcept nogil:
-    """After step s for rows r0..r1: fix the state of masked rows (hs_next := hprev) and write the
-    outputs: yseq[b, s] (if any) and ylast[b], the running last output."""
-    cdef int b, j
+                       floating* hs_next, floating* yseq, floating* ylast, int r0, int r1,
+                       int j0, int j1) noexcept nogil:
+    """After step s for rows r0..r1 and units j0..j1: fix the state of masked rows
+    (hs_next := hprev) and write the outputs: yseq[b, s] (if any) and ylast[b], the running last
+    output."""
+    cdef int b
     cdef bint on
     cdef floating* yl
+    cdef Py_ssize_t o
+    cdef size_t n
+    n = (j1 - j0) * sizeof(floating)
     for b in range(r0, r1):
         on = step_on(mask, T, b, input_time(s, T, reverse))
-        yl = ylast + <Py_ssize_t>b * u
+        o = <Py_ssize_t>b * u + j0
+        yl = ylast + o
         if on:
-            memcpy(yl, hnew + <Py_ssize_t>(b - r0) * u, u * sizeof(floating))
+            memcpy(yl, hnew + <Py_ssize_t>(b - r0) * u + j0, n)
         else:
-            memcpy(hs_next + <Py_ssize_t>b * u, hprev + <Py_ssize_t>b * u, u * sizeof(floating))
+            memcpy(hs_next + o, hprev + o, n)
             if zero_output:
-                memset(yl, 0, u * sizeof(floating))
+                memset(yl, 0, n)
             # else: ylast keeps the previous output
         if yseq != NULL:
-            memcpy(yseq + (<Py_ssize_t>b * T + s) * u, yl, u * sizeof(floating))
+            memcpy(yseq + (<Py_ssize_t>b * T + s) * u + j0, yl, n)
 
 
 cdef inline void clear_rows(floating* a, int u, int b0, int b1) noexcept nogil:
@@ -661,7 +680,7 @@ cdef void simple_rnn_forward_rows(const floating* xt, const floating* kp, const 
             for j in range(nr * u):
                 hnew[j] = <floating>act_forward(act, alpha, zs[j])
         emit_outputs(hnew, hs + s * step_z, mask, T, batch, u, s, reverse, zero_output,
-                     hs + (s + 1) * step_z, yseq, ylast, b0, b1)
+                     hs + (s + 1) * step_z, yseq, ylast, b0, b1, 0, u)
 
 
 def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
@@ -859,16 +878,16 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
 
 # ------------------------------------------------------------------------------------ LSTM
 cdef void lstm_cell_generic(const floating* z, floating* a, const floating* cp, floating* c,
-                            floating* tc, floating* h, int n_rows, int u, int act, double alpha,
-                            int ract, double ralpha) noexcept nogil:
-    """The LSTM step for any activations (double-precision math)."""
+                            floating* tc, floating* h, int n_rows, int u, int j0, int j1, int act,
+                            double alpha, int ract, double ralpha) noexcept nogil:
+    """The LSTM step for any activations (double-precision math), units j0..j1 of each row."""
     cdef int r, j
     cdef Py_ssize_t oz, o
     cdef double ig, fg, gg, og, cc, tt
     for r in range(n_rows):
         oz = <Py_ssize_t>r * 4 * u
         o = <Py_ssize_t>r * u
-        for j in range(u):
+        for j in range(j0, j1):
             ig = act_forward(ract, ralpha, z[oz + j])
             fg = act_forward(ract, ralpha, z[oz + u + j])
             gg = act_forward(act, alpha, z[oz + 2 * u + j])
@@ -906,19 +925,58 @@ cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floati
                      hs + s * step + off, u, rkp, 0 if (s == 0 and zero_state) else u, bias, zs,
                      4 * u, nr, 4 * u, not fold)
         if floating is float and fast:
-            lstm_forward_rows_f(nr, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
+            lstm_forward_rows_f(nr, u, 0, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
                                 tc + s * step + off, hs + (s + 1) * step + off)
         else:
             lstm_cell_generic(zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
-                              tc + s * step + off, hs + (s + 1) * step + off, nr, u, act, alpha,
-                              ract, ralpha)
+                              tc + s * step + off, hs + (s + 1) * step + off, nr, u, 0, u, act,
+                              alpha, ract, ralpha)
         if mask != NULL:   # skipped steps carry the cell state
             for b in range(b0, b1):
                 if not step_on(mask, T, b, input_time(s, T, reverse)):
                     memcpy(cs + (s + 1) * step + <Py_ssize_t>b * u, cs + s * step + <Py_ssize_t>b * u,
                            u * sizeof(floating))
         emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
-                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
+
+
+cdef void lstm_forward_units(floating* z, floating* a, floating* hs, floating* cs, floating* tc,
+                             const floating* rkp, const unsigned char* mask, floating* yseq,
+                             floating* ylast, int T, int batch, int u, int act, double alpha,
+                             int ract, double ralpha, bint reverse, bint zero_output,
+                             bint zero_state, bint fast) noexcept nogil:
+    """The recurrence for a batch too small to share by rows, called by every thread of a parallel
+    region: each takes whole panels of 32 units (the 4 gates' columns of them) of every row, z
+    holding the input projections, and the team meets after each step (the next step's product
+    reads all of h). Every entry is the same sum as in lstm_forward_rows: the same bits."""
+    cdef int nt = team_size(), t = threadid()
+    cdef int j0 = 32 * block_start(u // 32, nt, t), j1 = 32 * block_start(u // 32, nt, t + 1)
+    cdef int s, g, b
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u
+    cdef floating* zs
+    cdef floating* as_
+    for s in range(T):
+        zs = z + 4 * s * step
+        as_ = a + 4 * s * step
+        if j1 > j0:
+            if not (s == 0 and zero_state):
+                for g in range(4):   # z[:, gate g's columns of these units] += h @ those of U
+                    packed_matmul(hs + s * step, u, rkp + <Py_ssize_t>(g * u + j0) * u, zs + g * u + j0,
+                                  4 * u, batch, u, j1 - j0, True)
+            if floating is float and fast:
+                lstm_forward_rows_f(batch, u, j0, j1, zs, as_, cs + s * step, cs + (s + 1) * step,
+                                    tc + s * step, hs + (s + 1) * step)
+            else:
+                lstm_cell_generic(zs, as_, cs + s * step, cs + (s + 1) * step, tc + s * step,
+                                  hs + (s + 1) * step, batch, u, j0, j1, act, alpha, ract, ralpha)
+            if mask != NULL:   # skipped steps carry the cell state
+                for b in range(batch):
+                    if not step_on(mask, T, b, input_time(s, T, reverse)):
+                        memcpy(cs + (s + 1) * step + <Py_ssize_t>b * u + j0,
+                               cs + s * step + <Py_ssize_t>b * u + j0, (j1 - j0) * sizeof(floating))
+            emit_outputs(hs + (s + 1) * step, hs + s * step, mask, T, batch, u, s, reverse,
+                         zero_output, hs + (s + 1) * step, yseq, ylast, 0, batch, j0, j1)
+        team_barrier()
 
 
 def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
@@ -963,6 +1021,15 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL if fold else kp, 4 * u,
                        bias_p, &xt[0, 0, 0], &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
+    cdef int unit_panels = u // 32 if (not fold and u % 32 == 0) else 0
+    cdef int ut = threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, unit_panels, n_threads)
+    if ut > 1:   # a small batch: the threads share each step's units instead of its rows
+        clear_rows(&ylast[0, 0], u, 0, batch)
+        with nogil, parallel(num_threads=ut):
+            lstm_forward_units(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
+                               rkp, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act, alpha, ract,
+                               ralpha, reverse, zero_output_for_mask, zero_state, fast)
+        return
     nt = step_threads(T, batch, nin + u, 4 * u, n_threads)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nt, t)
@@ -1153,7 +1220,7 @@ cdef void gru_forward_rows(floating* z, floating* a, floating* rh, floating* hs,
                              rh + s * step + off, hs + s * step + off, hs + (s + 1) * step + off,
                              nr, u, act, alpha, ract, ralpha)
         emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
-                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
 
 
 def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
@@ -1411,7 +1478,7 @@ cdef void gru_rb_forward_rows(floating* z, floating* a, floating* rhp, floating*
             gru_rb_candidate_generic(zs, recb, as_, hs + s * step + off, hs + (s + 1) * step + off,
                                      nr, u, act, alpha)
         emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
-                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1)
+                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
 
 
 def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)

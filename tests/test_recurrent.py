@@ -494,6 +494,37 @@ def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype,kw", [("float32", {}), ("float64", {}), ("float32", {"activation": "relu"})])
+@pytest.mark.parametrize("batch,masked,with_state,backwards", [(1, False, False, False), (2, True, True, False),
+                                                               (3, True, False, True)])
+def test_a_small_batch_lstm_shares_units_across_threads_with_the_same_bits(dtype, kw, batch, masked,
+                                                                           with_state, backwards):
+    """Below FOLD_MIN_BATCH rows a forward pass with 128 units over 40 steps gives each thread
+    whole panels of 32 units and meets after every step: the fast float32 cell, the generic one
+    (float64, relu) and masking all give the bits of the one-thread pass."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((batch, 40, 7)).astype(dtype)
+    mask = rng.random((batch, 40)) > 0.3 if masked else None
+    init = [rng.standard_normal((batch, 128)).astype(dtype) for _ in range(2)] if with_state else None
+    layer = make("LSTM", units=128, dtype=dtype, return_sequences=True, return_state=True,
+                 go_backwards=backwards, **kw)
+    layer(x)
+    randomize(layer, rng, 0.2)
+    results = []
+    for n in (1, 2):
+        cydnn.set_num_threads(n)
+        results.append([a.copy() for a in layer.forward(x, mask=mask, initial_state=init)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    if not kw:   # and they are the LSTM's outputs (the NumPy reference in float64)
+        weights = [w.astype(np.float64) for w in layer.get_weights()]
+        seq, _, h, c = ref_rnn("LSTM", weights, x.astype(np.float64), mask,
+                               None if init is None else [i.astype(np.float64) for i in init], backwards)
+        tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-14)
+        for got, want in zip(results[1], [seq, h, c]):
+            np.testing.assert_allclose(got, want, **tol)
+
+
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_results_do_not_depend_on_the_thread_count_at_benchmark_size(kind):
     """Every parallel region splits at 2 threads: the GRU's projection and dx (12 blocks of 3200
