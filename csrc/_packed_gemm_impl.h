@@ -68,9 +68,25 @@ PG_NAME(pack)(int K, int N, const PG_T* src, int ld, int trans, PG_T* bp) {
 /* Load v (nc <= PW values, zeros past them) as PG_NV vectors; NULL: zeros. */
 static inline __attribute__((always_inline)) PG_ATTR void
 PG_NAME(load_row)(const PG_T* v, int nc, PG_VEC* out) {
+    if (v != NULL && nc == PG_PW) {
+        for (int i = 0; i < PG_NV; i++) out[i] = ((const PG_VEC*)v)[i];
+        return;
+    }
     PG_T buf[PG_PW];
     for (int j = 0; j < PG_PW; j++) buf[j] = (v != NULL && j < nc) ? v[j] : 0;
     for (int i = 0; i < PG_NV; i++) out[i] = *(const PG_VEC*)(buf + i * PG_VL);
+}
+
+/* Store the first nc <= PW values of PG_NV vectors to v. */
+static inline __attribute__((always_inline)) PG_ATTR void
+PG_NAME(store_row)(const PG_VEC* in, int nc, PG_T* v) {
+    if (nc == PG_PW) {
+        for (int i = 0; i < PG_NV; i++) ((PG_VEC*)v)[i] = in[i];
+        return;
+    }
+    PG_T buf[PG_PW];
+    for (int i = 0; i < PG_NV; i++) *(PG_VEC*)(buf + i * PG_VL) = in[i];
+    for (int j = 0; j < nc; j++) v[j] = buf[j];
 }
 
 /* C[0:mr, 0:nc] := (beta ? C : init) + A1[0:mr, 0:K1] @ panel1 + A2[0:mr, 0:K2] @ panel2, one
@@ -82,12 +98,10 @@ PG_NAME(tile)(const int mr, int K1, const PG_T* A1, int lda1, const PG_T* panel1
               PG_T* C, int ldc) {
     PG_VEC acc[PG_MR][PG_NV];
     for (int r = 0; r < mr; r++) {
-        if (!beta)
-            for (int v = 0; v < PG_NV; v++) acc[r][v] = iv[v];
-        else if (nc == PG_PW)
-            for (int v = 0; v < PG_NV; v++) acc[r][v] = ((const PG_VEC*)(C + (size_t)r * ldc))[v];
-        else
+        if (beta)
             PG_NAME(load_row)(C + (size_t)r * ldc, nc, acc[r]);
+        else
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = iv[v];
     }
     for (int k = 0; k < K1; k++) {
         const PG_VEC* b = (const PG_VEC*)(panel1 + (size_t)k * PG_PW);
@@ -107,22 +121,13 @@ PG_NAME(tile)(const int mr, int K1, const PG_T* A1, int lda1, const PG_T* panel1
             for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
         }
     }
-    if (nc == PG_PW) {
-        for (int r = 0; r < mr; r++)
-            for (int v = 0; v < PG_NV; v++) ((PG_VEC*)(C + (size_t)r * ldc))[v] = acc[r][v];
-    } else {   /* the last panel's real columns only */
-        PG_T out[PG_PW];
-        for (int r = 0; r < mr; r++) {
-            for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(out + v * PG_VL) = acc[r][v];
-            for (int j = 0; j < nc; j++) C[(size_t)r * ldc + j] = out[j];
-        }
-    }
+    for (int r = 0; r < mr; r++) PG_NAME(store_row)(acc[r], nc, C + (size_t)r * ldc);
 }
 
-/* One row of C across np <= PG_NP panels, np a constant after inlining: C[0, 0:nc] := (beta ? C :
- * init) + a1 @ panels1 + a2 @ panels2. A single row (batch 1) has too few accumulators per panel to hide
- * the FMA latency; several panels at once give it PG_NP * PG_NV independent sums, each still in k
- * order. */
+/* One row of C across np <= PG_NP panels, np a constant after inlining: C[0, 0:nc] :=
+ * (beta ? C : init) + a1 @ panels1 + a2 @ panels2. A single row (batch 1) has too few accumulators
+ * per panel to hide the FMA latency; several panels at once give it PG_NP * PG_NV independent
+ * sums, each still in k order. */
 static inline __attribute__((always_inline)) PG_ATTR void
 PG_NAME(row)(const int np, int K1, const PG_T* a1, const PG_T* panels1, int K2, const PG_T* a2,
              const PG_T* panels2, const PG_T* init, int nc, int beta, PG_T* C) {
@@ -197,18 +202,7 @@ static inline __attribute__((always_inline)) PG_ATTR void
 PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc, int start,
                  PG_T* const* crow, int n0) {
     PG_VEC acc[PG_MR][PG_NV];
-    PG_T buf[PG_PW];
-    for (int r = 0; r < mr; r++) {
-        const PG_T* c = crow[r] + n0;
-        if (!start) {
-            for (int v = 0; v < PG_NV; v++) acc[r][v] = (PG_VEC){0};
-        } else if (nc == PG_PW) {
-            for (int v = 0; v < PG_NV; v++) acc[r][v] = ((const PG_VEC*)c)[v];
-        } else {
-            for (int j = 0; j < PG_PW; j++) buf[j] = j < nc ? c[j] : 0;
-            for (int v = 0; v < PG_NV; v++) acc[r][v] = *(const PG_VEC*)(buf + v * PG_VL);
-        }
-    }
+    for (int r = 0; r < mr; r++) PG_NAME(load_row)(start ? crow[r] + n0 : NULL, nc, acc[r]);
     for (int k = 0; k < K; k++) {
         const PG_VEC* b = (const PG_VEC*)(panel + (size_t)k * PG_PW);
         const PG_T* a = ap + (size_t)k * PG_MR;
@@ -217,15 +211,7 @@ PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc,
         for (int r = 0; r < mr; r++)
             for (int v = 0; v < PG_NV; v++) acc[r][v] += a[r] * bv[v];
     }
-    for (int r = 0; r < mr; r++) {
-        PG_T* c = crow[r] + n0;
-        if (nc == PG_PW) {
-            for (int v = 0; v < PG_NV; v++) ((PG_VEC*)c)[v] = acc[r][v];
-        } else {
-            for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(buf + v * PG_VL) = acc[r][v];
-            for (int j = 0; j < nc; j++) c[j] = buf[j];
-        }
-    }
+    for (int r = 0; r < mr; r++) PG_NAME(store_row)(acc[r], nc, crow[r] + n0);
 }
 
 /* gemm_tn's blocking: rows of A and B per chunk, and rows of C per block (a whole number of

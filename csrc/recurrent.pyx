@@ -716,8 +716,9 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
     cdef bint fold = batch >= FOLD_MIN_BATCH
     cdef const floating* kp = pack_operand(packed, &used, nin, u, &kernel[0, 0], u, False)
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL if fold else kp, u,
-                       bias_p, &xt[0, 0, 0], &z[0, 0, 0], n_threads)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse,
+                       <const floating*>NULL if fold else kp, u, bias_p, &xt[0, 0, 0], &z[0, 0, 0],
+                       n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, u, &rkernel[0, 0], u, False)
     nt = step_threads(T, batch, nin + u, u, n_threads)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
@@ -1018,8 +1019,9 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
     cdef bint fold = batch >= FOLD_MIN_BATCH
     cdef const floating* kp = pack_operand(packed, &used, nin, 4 * u, &kernel[0, 0], 4 * u, False)
-    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL if fold else kp, 4 * u,
-                       bias_p, &xt[0, 0, 0], &z[0, 0, 0], n_threads)
+    project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse,
+                       <const floating*>NULL if fold else kp, 4 * u, bias_p, &xt[0, 0, 0],
+                       &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
     cdef int unit_panels = u // 32 if (not fold and u % 32 == 0) else 0
     cdef int ut = threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, unit_panels, n_threads)
