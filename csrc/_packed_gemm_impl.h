@@ -202,7 +202,12 @@ static inline __attribute__((always_inline)) PG_ATTR void
 PG_NAME(tile_tn)(const int mr, int K, const PG_T* ap, const PG_T* panel, int nc, int start,
                  PG_T* const* crow, int n0) {
     PG_VEC acc[PG_MR][PG_NV];
-    for (int r = 0; r < mr; r++) PG_NAME(load_row)(start ? crow[r] + n0 : NULL, nc, acc[r]);
+    for (int r = 0; r < mr; r++) {
+        if (start)
+            PG_NAME(load_row)(crow[r] + n0, nc, acc[r]);
+        else
+            for (int v = 0; v < PG_NV; v++) acc[r][v] = (PG_VEC){0};
+    }
     for (int k = 0; k < K; k++) {
         const PG_VEC* b = (const PG_VEC*)(panel + (size_t)k * PG_PW);
         const PG_T* a = ap + (size_t)k * PG_MR;
