@@ -396,22 +396,36 @@ cdef void project_all_inputs(const floating* x, int batch, int T, int nin, const
             project_inputs(x, batch, T, nin, keep, reverse, kernel, width, bias, xt, z, r0, r1)
 
 
-cdef floating* pack_operand(floating[::1] scratch, Py_ssize_t* used, int K, int N,
-                            const floating* src, int ld, bint trans) except NULL:
-    """Pack B (K x N): src (row stride ld), or its transpose when trans, into scratch after the
-    first used[0] values (the packed matrices start aligned; used[0] advances)."""
+cdef floating* reserve_packed(floating[::1] scratch, Py_ssize_t* used, int K, int N) except NULL:
+    """Room for a packed K x N matrix in scratch after the first used[0] values (the packed
+    matrices start aligned; used[0] advances)."""
     cdef floating* base = <floating*>pg_align(&scratch[0])
     cdef Py_ssize_t start = (base - &scratch[0]) + used[0]
     cdef Py_ssize_t need = <Py_ssize_t>pg_packed_size(K, N)
     if start + need > scratch.shape[0]:
         raise ValueError(f"recurrent kernels: the packing scratch holds {scratch.shape[0]} values, "
                          f"needs at least {start + need} (use packed_scratch_size)")
-    if floating is float:
-        pg_pack_f(K, N, src, ld, trans, base + used[0])
-    else:
-        pg_pack_d(K, N, src, ld, trans, base + used[0])
     used[0] += need
     return base + used[0] - need
+
+
+cdef inline void pack_into(int K, int N, const floating* src, int ld, bint trans,
+                           floating* bp) noexcept nogil:
+    """bp := B (K x N) packed in panels: src (row stride ld), or its transpose when trans. Columns
+    c0.. of a packed matrix start at bp + c0 * K when c0 is a whole number of panels (32)."""
+    if floating is float:
+        pg_pack_f(K, N, src, ld, trans, bp)
+    else:
+        pg_pack_d(K, N, src, ld, trans, bp)
+
+
+cdef floating* pack_operand(floating[::1] scratch, Py_ssize_t* used, int K, int N,
+                            const floating* src, int ld, bint trans) except NULL:
+    """Pack B (K x N): src (row stride ld), or its transpose when trans, into scratch after the
+    first used[0] values (reserve_packed); returns where."""
+    cdef floating* bp = reserve_packed(scratch, used, K, N)
+    pack_into(K, N, src, ld, trans, bp)
+    return bp
 
 
 cdef inline void packed_matmul(const floating* a, int lda, const floating* bp, floating* out,
@@ -941,21 +955,32 @@ cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floati
                      zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
 
 
-cdef void lstm_forward_units(floating* z, floating* a, floating* hs, floating* cs, floating* tc,
-                             const floating* rkp, const unsigned char* mask, floating* yseq,
-                             floating* ylast, int T, int batch, int u, int act, double alpha,
-                             int ract, double ralpha, bint reverse, bint zero_output,
-                             bint zero_state, bint fast) noexcept nogil:
-    """The recurrence for a batch too small to share by rows, called by every thread of a parallel
-    region: each takes whole panels of 32 units (the 4 gates' columns of them) of every row, z
-    holding the input projections, and the team meets after each step (the next step's product
+cdef void lstm_forward_units(const floating* xt, const floating* kernel, const floating* rkernel,
+                             floating* kp, floating* rkp, const floating* bias, floating* z,
+                             floating* a, floating* hs, floating* cs, floating* tc,
+                             const unsigned char* mask, floating* yseq, floating* ylast, int T,
+                             int batch, int nin, int u, int act, double alpha, int ract,
+                             double ralpha, bint reverse, bint zero_output, bint zero_state,
+                             bint fast) noexcept nogil:
+    """The forward pass for a batch too small to share by rows, called by every thread of a
+    parallel region: each takes whole panels of 32 units (the 4 gates' columns of them) of every
+    row, packs those columns of the kernels (kp, rkp: room for all of them) and projects the
+    inputs (xt, time-major) onto them; the team meets after each step (the next step's product
     reads all of h). Every entry is the same sum as in lstm_forward_rows: the same bits."""
     cdef int nt = team_size(), t = threadid()
     cdef int j0 = 32 * block_start(u // 32, nt, t), j1 = 32 * block_start(u // 32, nt, t + 1)
-    cdef int s, g, b
+    cdef int s, g, b, c0
     cdef Py_ssize_t step = <Py_ssize_t>batch * u
     cdef floating* zs
     cdef floating* as_
+    if j1 > j0:
+        for g in range(4):   # this thread's columns of the kernels, and z := bias + x @ kernel there
+            c0 = g * u + j0
+            pack_into(nin, j1 - j0, kernel + c0, 4 * u, False, kp + <Py_ssize_t>c0 * nin)
+            pack_into(u, j1 - j0, rkernel + c0, 4 * u, False, rkp + <Py_ssize_t>c0 * u)
+            step_product(xt, nin, kp + <Py_ssize_t>c0 * nin, nin, NULL, 0, NULL, 0,
+                         <const floating*>NULL if bias == NULL else bias + c0, z + c0, 4 * u,
+                         T * batch, j1 - j0, False)
     for s in range(T):
         zs = z + 4 * s * step
         as_ = a + 4 * s * step
@@ -1018,20 +1043,27 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
         return
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
     cdef bint fold = batch >= FOLD_MIN_BATCH
+    cdef int unit_panels = u // 32 if (not fold and u % 32 == 0) else 0
+    cdef int ut = threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, unit_panels, n_threads)
+    cdef floating* kp_units
+    cdef floating* rkp_units
+    if ut > 1:   # a small batch: the threads share each step's units instead of its rows
+        kp_units = reserve_packed(packed, &used, nin, 4 * u)
+        rkp_units = reserve_packed(packed, &used, u, 4 * u)
+        project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse, NULL, 4 * u, NULL,
+                           &xt[0, 0, 0], &z[0, 0, 0], n_threads)
+        clear_rows(&ylast[0, 0], u, 0, batch)
+        with nogil, parallel(num_threads=ut):
+            lstm_forward_units(&xt[0, 0, 0], &kernel[0, 0], &rkernel[0, 0], kp_units, rkp_units,
+                               bias_p, &z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0],
+                               &tc[0, 0, 0], mask_p, yseq_p, &ylast[0, 0], T, batch, nin, u, act,
+                               alpha, ract, ralpha, reverse, zero_output_for_mask, zero_state, fast)
+        return
     cdef const floating* kp = pack_operand(packed, &used, nin, 4 * u, &kernel[0, 0], 4 * u, False)
     project_all_inputs(&x[0, 0, 0], batch, T, nin, keep_p, reverse,
                        <const floating*>NULL if fold else kp, 4 * u, bias_p, &xt[0, 0, 0],
                        &z[0, 0, 0], n_threads)
     cdef const floating* rkp = pack_operand(packed, &used, u, 4 * u, &rkernel[0, 0], 4 * u, False)
-    cdef int unit_panels = u // 32 if (not fold and u % 32 == 0) else 0
-    cdef int ut = threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, unit_panels, n_threads)
-    if ut > 1:   # a small batch: the threads share each step's units instead of its rows
-        clear_rows(&ylast[0, 0], u, 0, batch)
-        with nogil, parallel(num_threads=ut):
-            lstm_forward_units(&z[0, 0, 0], &a[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &tc[0, 0, 0],
-                               rkp, mask_p, yseq_p, &ylast[0, 0], T, batch, u, act, alpha, ract,
-                               ralpha, reverse, zero_output_for_mask, zero_state, fast)
-        return
     nt = step_threads(T, batch, nin + u, 4 * u, n_threads)
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         r0 = block_start(batch, nt, t)
