@@ -955,6 +955,14 @@ cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floati
                      zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
 
 
+cpdef int unit_threads(int T, int batch, int u, int n_threads) noexcept nogil:
+    """Threads that share the LSTM forward's units (whole panels of 32) for a batch below
+    FOLD_MIN_BATCH; 1: the rows are shared as usual. Python-visible for tests."""
+    if batch >= FOLD_MIN_BATCH or u % 32 != 0:
+        return 1
+    return threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, u // 32, n_threads)
+
+
 cdef void lstm_forward_units(const floating* xt, const floating* kernel, const floating* rkernel,
                              floating* kp, floating* rkp, const floating* bias, floating* z,
                              floating* a, floating* hs, floating* cs, floating* tc,
@@ -1043,8 +1051,7 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
         return
     cdef Py_ssize_t used = 0   # the packed kernel, then the packed recurrent kernel
     cdef bint fold = batch >= FOLD_MIN_BATCH
-    cdef int unit_panels = u // 32 if (not fold and u % 32 == 0) else 0
-    cdef int ut = threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, unit_panels, n_threads)
+    cdef int ut = unit_threads(T, batch, u, n_threads)
     cdef floating* kp_units
     cdef floating* rkp_units
     if ut > 1:   # a small batch: the threads share each step's units instead of its rows

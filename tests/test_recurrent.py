@@ -474,7 +474,8 @@ def test_results_do_not_depend_on_the_thread_count(kind, dtype, batch):
     """The GEMMs over all steps run in blocks fixed by the shape or split by whole panels of
     columns; at 2 threads the weight gradients split from batch 5 on, dx from 30, the GRU's input
     projection from 64; the recurrence splits its batch in one block per thread (fixed-order packed
-    products) from 5, the LSTM and SimpleRNN folding the input projection into it from batch 8."""
+    products) from 5, the LSTM and SimpleRNN folding the input projection into it from
+    FOLD_MIN_BATCH; below that the LSTM shares units (its own test, below)."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal((batch, 30, 9)).astype(dtype)
     mask = rng.random((batch, 30)) > 0.2 if batch % 2 else None
@@ -502,6 +503,7 @@ def test_a_small_batch_lstm_shares_units_across_threads_with_the_same_bits(dtype
     """Below FOLD_MIN_BATCH rows a forward pass with 128 units over 40 steps gives each thread
     whole panels of 32 units and meets after every step: the fast float32 cell, the generic one
     (float64, relu) and masking all give the bits of the one-thread pass."""
+    assert _k.unit_threads(40, batch, 128, 2) == 2 and _k.unit_threads(40, batch, 128, 1) == 1
     rng = np.random.default_rng(21)
     x = rng.standard_normal((batch, 40, 7)).astype(dtype)
     mask = rng.random((batch, 40)) > 0.3 if masked else None
