@@ -502,7 +502,8 @@ def test_a_small_batch_lstm_shares_units_across_threads_with_the_same_bits(dtype
                                                                            with_state, backwards):
     """Below FOLD_MIN_BATCH rows a forward pass with 128 units over 40 steps gives each thread
     whole panels of 32 units and meets after every step: the fast float32 cell, the generic one
-    (float64, relu) and masking all give the bits of the one-thread pass."""
+    (float64, relu) and masking all give the bits of the one-thread pass, and so does the backward
+    pass that reads what the forward stored."""
     assert _k.unit_threads(40, batch, 128, 2) == 2 and _k.unit_threads(40, batch, 128, 1) == 1
     rng = np.random.default_rng(21)
     x = rng.standard_normal((batch, 40, 7)).astype(dtype)
@@ -512,10 +513,12 @@ def test_a_small_batch_lstm_shares_units_across_threads_with_the_same_bits(dtype
                  go_backwards=backwards, **kw)
     layer(x)
     randomize(layer, rng, 0.2)
+    dys = [rng.standard_normal(s).astype(dtype) for s in [(batch, 40, 128), (batch, 128), (batch, 128)]]
     results = []
     for n in (1, 2):
         cydnn.set_num_threads(n)
-        results.append([a.copy() for a in layer.forward(x, mask=mask, initial_state=init)])
+        out = [a.copy() for a in layer.forward(x, mask=mask, initial_state=init, training=True)]
+        results.append(out + [layer.backward(dys).copy()] + [g.copy() for g in layer.grads])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     if not kw:   # and they are the LSTM's outputs (the NumPy reference in float64)
