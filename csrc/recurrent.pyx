@@ -715,15 +715,9 @@ def simple_rnn_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = kernel.shape[1]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH
-    cdef const floating* bias_p = NULL
-    if bias is not None:
-        bias_p = &bias[0]
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* keep_p = NULL
-    if keep is not None:
-        keep_p = &keep[0, 0]
+    cdef const floating* bias_p = <const floating*>NULL if bias is None else &bias[0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = <const floating*>NULL if keep is None else &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
@@ -807,18 +801,10 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* dyseq_p = NULL
-    if dyseq is not None:
-        dyseq_p = &dyseq[0, 0, 0]
-    cdef const floating* dylast_p = NULL
-    cdef const floating* dhT_p = NULL
-    if dylast is not None:
-        dylast_p = &dylast[0, 0]
-    if dhT is not None:
-        dhT_p = &dhT[0, 0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = <const floating*>NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const floating* dylast_p = <const floating*>NULL if dylast is None else &dylast[0, 0]
+    cdef const floating* dhT_p = <const floating*>NULL if dhT is None else &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0
@@ -857,16 +843,10 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     (the GRU with reset_before multiplies r * h_{s-1} there)."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
     cdef int u = hs.shape[2], rows = T * batch, t
-    cdef const floating* dz2_p = NULL
-    if dz2 is not None:
-        dz2_p = &dz2[0, 0, 0]
+    cdef const floating* dz2_p = <const floating*>NULL if dz2 is None else &dz2[0, 0, 0]
     cdef int ld2 = 0 if dz2 is None else dz2.shape[2]
-    cdef const floating* hs2_p = NULL
-    if hs2 is not None:
-        hs2_p = &hs2[0, 0, 0]
-    cdef const floating* keep_p = NULL
-    if keep is not None:
-        keep_p = &keep[0, 0]
+    cdef const floating* hs2_p = <const floating*>NULL if hs2 is None else &hs2[0, 0, 0]
+    cdef const floating* keep_p = <const floating*>NULL if keep is None else &keep[0, 0]
     cdef floating* dk = NULL if dkernel is None else &dkernel[0, 0]
     cdef floating* drk = NULL if drkernel is None else &drkernel[0, 0]
     cdef floating* db = opt_ptr(dbias)
@@ -1037,15 +1017,9 @@ def lstm_forward(const floating[:, :, ::1] x,     # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const floating* bias_p = NULL
-    if bias is not None:
-        bias_p = &bias[0]
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* keep_p = NULL
-    if keep is not None:
-        keep_p = &keep[0, 0]
+    cdef const floating* bias_p = <const floating*>NULL if bias is None else &bias[0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = <const floating*>NULL if keep is None else &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
@@ -1169,21 +1143,11 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* dyseq_p = NULL
-    if dyseq is not None:
-        dyseq_p = &dyseq[0, 0, 0]
-    cdef const floating* dcT_p = NULL
-    if dcT is not None:
-        dcT_p = &dcT[0, 0]
-    cdef const floating* dylast_p = NULL
-    cdef const floating* dhT_p = NULL
-    if dylast is not None:
-        dylast_p = &dylast[0, 0]
-    if dhT is not None:
-        dhT_p = &dhT[0, 0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = <const floating*>NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const floating* dcT_p = <const floating*>NULL if dcT is None else &dcT[0, 0]
+    cdef const floating* dylast_p = <const floating*>NULL if dylast is None else &dylast[0, 0]
+    cdef const floating* dhT_p = <const floating*>NULL if dhT is None else &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0
@@ -1286,15 +1250,9 @@ def gru_forward(const floating[:, :, ::1] x,      # IN  (batch, T, in)
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const floating* bias_p = NULL
-    if bias is not None:
-        bias_p = &bias[0, 0]
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* keep_p = NULL
-    if keep is not None:
-        keep_p = &keep[0, 0]
+    cdef const floating* bias_p = <const floating*>NULL if bias is None else &bias[0, 0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = <const floating*>NULL if keep is None else &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     cdef floating[::1] zeros
     cdef const floating* brec
@@ -1408,18 +1366,10 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* dyseq_p = NULL
-    if dyseq is not None:
-        dyseq_p = &dyseq[0, 0, 0]
-    cdef const floating* dylast_p = NULL
-    cdef const floating* dhT_p = NULL
-    if dylast is not None:
-        dylast_p = &dylast[0, 0]
-    if dhT is not None:
-        dhT_p = &dhT[0, 0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = <const floating*>NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const floating* dylast_p = <const floating*>NULL if dylast is None else &dylast[0, 0]
+    cdef const floating* dhT_p = <const floating*>NULL if dhT is None else &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0
@@ -1545,15 +1495,9 @@ def gru_reset_before_forward(const floating[:, :, ::1] x,      # IN  (batch, T, 
     cdef int batch = x.shape[0], T = x.shape[1], nin = x.shape[2], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const floating* bias_p = NULL
-    if bias is not None:
-        bias_p = &bias[0]
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* keep_p = NULL
-    if keep is not None:
-        keep_p = &keep[0, 0]
+    cdef const floating* bias_p = <const floating*>NULL if bias is None else &bias[0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* keep_p = <const floating*>NULL if keep is None else &keep[0, 0]
     cdef floating* yseq_p = NULL if yseq is None else &yseq[0, 0, 0]
     if batch == 0 or T == 0:
         return
@@ -1672,18 +1616,10 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     cdef int batch = hs.shape[1], T = z.shape[0], u = rkernel.shape[0]
     cdef int nt, t, r0, r1
     cdef bint fast = approx and act == TANH and ract == SIGMOID
-    cdef const unsigned char* mask_p = NULL
-    if mask is not None:
-        mask_p = &mask[0, 0]
-    cdef const floating* dyseq_p = NULL
-    if dyseq is not None:
-        dyseq_p = &dyseq[0, 0, 0]
-    cdef const floating* dylast_p = NULL
-    cdef const floating* dhT_p = NULL
-    if dylast is not None:
-        dylast_p = &dylast[0, 0]
-    if dhT is not None:
-        dhT_p = &dhT[0, 0]
+    cdef const unsigned char* mask_p = <const unsigned char*>NULL if mask is None else &mask[0, 0]
+    cdef const floating* dyseq_p = <const floating*>NULL if dyseq is None else &dyseq[0, 0, 0]
+    cdef const floating* dylast_p = <const floating*>NULL if dylast is None else &dylast[0, 0]
+    cdef const floating* dhT_p = <const floating*>NULL if dhT is None else &dhT[0, 0]
     if batch == 0 or T == 0:
         return
     cdef Py_ssize_t used = 0   # U[:, :2u]^T and U[:, 2u:]^T
