@@ -898,13 +898,38 @@ cdef void lstm_cell_generic(const floating* z, floating* a, const floating* cp, 
             h[o + j] = <floating>(og * tt)
 
 
+cdef void lstm_step_cells(floating* zs, floating* as_, floating* cs, floating* tc, floating* hs,
+                          const unsigned char* mask, floating* yseq, floating* ylast, int T,
+                          int batch, int u, int s, int b0, int b1, int j0, int j1, int act,
+                          double alpha, int ract, double ralpha, bint reverse, bint zero_output,
+                          bint fast) noexcept nogil:
+    """The cells of step s for rows b0..b1 and units j0..j1, zs and as_ the step's z and a from
+    row b0 on: the gates and states, the cell state carried through skipped steps, the outputs."""
+    cdef int b
+    cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u, o
+    if floating is float and fast:
+        lstm_forward_rows_f(b1 - b0, u, j0, j1, zs, as_, cs + s * step + off,
+                            cs + (s + 1) * step + off, tc + s * step + off, hs + (s + 1) * step + off)
+    else:
+        lstm_cell_generic(zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
+                          tc + s * step + off, hs + (s + 1) * step + off, b1 - b0, u, j0, j1, act,
+                          alpha, ract, ralpha)
+    if mask != NULL:   # skipped steps carry the cell state
+        for b in range(b0, b1):
+            if not step_on(mask, T, b, input_time(s, T, reverse)):
+                o = <Py_ssize_t>b * u + j0
+                memcpy(cs + (s + 1) * step + o, cs + s * step + o, (j1 - j0) * sizeof(floating))
+    emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
+                 zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, j0, j1)
+
+
 cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floating* bias,
                             floating* z, floating* a, floating* hs, floating* cs, floating* tc,
                             const floating* rkp, const unsigned char* mask, floating* yseq,
                             floating* ylast, int T, int batch, int nin, int u, int act, double alpha,
                             int ract, double ralpha, bint reverse, bint zero_output,
                             bint zero_state, bint fold, bint fast, int b0, int b1) noexcept nogil:
-    cdef int s, b, nr = b1 - b0
+    cdef int s, nr = b1 - b0
     cdef Py_ssize_t step = <Py_ssize_t>batch * u, off = <Py_ssize_t>b0 * u
     cdef floating* zs
     cdef floating* as_
@@ -919,20 +944,8 @@ cdef void lstm_forward_rows(const floating* xt, const floating* kp, const floati
         step_product(xt + (<Py_ssize_t>s * batch + b0) * nin, nin, kp, nin if fold else 0,
                      hs + s * step + off, u, rkp, 0 if (s == 0 and zero_state) else u, bias, zs,
                      4 * u, nr, 4 * u, not fold)
-        if floating is float and fast:
-            lstm_forward_rows_f(nr, u, 0, u, zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
-                                tc + s * step + off, hs + (s + 1) * step + off)
-        else:
-            lstm_cell_generic(zs, as_, cs + s * step + off, cs + (s + 1) * step + off,
-                              tc + s * step + off, hs + (s + 1) * step + off, nr, u, 0, u, act,
-                              alpha, ract, ralpha)
-        if mask != NULL:   # skipped steps carry the cell state
-            for b in range(b0, b1):
-                if not step_on(mask, T, b, input_time(s, T, reverse)):
-                    memcpy(cs + (s + 1) * step + <Py_ssize_t>b * u, cs + s * step + <Py_ssize_t>b * u,
-                           u * sizeof(floating))
-        emit_outputs(hs + (s + 1) * step + off, hs + s * step, mask, T, batch, u, s, reverse,
-                     zero_output, hs + (s + 1) * step, yseq, ylast, b0, b1, 0, u)
+        lstm_step_cells(zs, as_, cs, tc, hs, mask, yseq, ylast, T, batch, u, s, b0, b1, 0, u, act,
+                        alpha, ract, ralpha, reverse, zero_output, fast)
 
 
 cpdef int unit_threads(int T, int batch, int u, int n_threads) noexcept nogil:
@@ -957,7 +970,7 @@ cdef void lstm_forward_units(const floating* xt, const floating* kernel, const f
     reads all of h). Every entry is the same sum as in lstm_forward_rows: the same bits."""
     cdef int nt = team_size(), t = threadid()
     cdef int j0 = 32 * block_start(u // 32, nt, t), j1 = 32 * block_start(u // 32, nt, t + 1)
-    cdef int s, g, b, c0
+    cdef int s, g, c0
     cdef Py_ssize_t step = <Py_ssize_t>batch * u
     cdef floating* zs
     cdef floating* as_
@@ -977,19 +990,8 @@ cdef void lstm_forward_units(const floating* xt, const floating* kernel, const f
                 for g in range(4):   # z[:, gate g's columns of these units] += h @ those of U
                     packed_matmul(hs + s * step, u, rkp + <Py_ssize_t>(g * u + j0) * u, zs + g * u + j0,
                                   4 * u, batch, u, j1 - j0, True)
-            if floating is float and fast:
-                lstm_forward_rows_f(batch, u, j0, j1, zs, as_, cs + s * step, cs + (s + 1) * step,
-                                    tc + s * step, hs + (s + 1) * step)
-            else:
-                lstm_cell_generic(zs, as_, cs + s * step, cs + (s + 1) * step, tc + s * step,
-                                  hs + (s + 1) * step, batch, u, j0, j1, act, alpha, ract, ralpha)
-            if mask != NULL:   # skipped steps carry the cell state
-                for b in range(batch):
-                    if not step_on(mask, T, b, input_time(s, T, reverse)):
-                        memcpy(cs + (s + 1) * step + <Py_ssize_t>b * u + j0,
-                               cs + s * step + <Py_ssize_t>b * u + j0, (j1 - j0) * sizeof(floating))
-            emit_outputs(hs + (s + 1) * step, hs + s * step, mask, T, batch, u, s, reverse,
-                         zero_output, hs + (s + 1) * step, yseq, ylast, 0, batch, j0, j1)
+            lstm_step_cells(zs, as_, cs, tc, hs, mask, yseq, ylast, T, batch, u, s, 0, batch, j0,
+                            j1, act, alpha, ract, ralpha, reverse, zero_output, fast)
         team_barrier()
 
 
