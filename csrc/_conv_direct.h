@@ -13,6 +13,7 @@
 #define CYDNN_CONV_DIRECT_H
 #include <stddef.h>
 #include <string.h>
+#include "_simd_level.h"
 
 /* level 0: 16-byte vectors, 16 registers (SSE2 has no FMA: a multiply and an add) */
 #define CD_ATTR
@@ -48,8 +49,7 @@
 #undef CD_DXIB
 #undef CD_DXQ
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CYDNN_CD_X86 1
+#ifdef CYDNN_SIMD_X86
 /* level 1: AVX2 + FMA, 32-byte vectors, 16 registers */
 #define CD_ATTR __attribute__((target("avx2,fma")))
 #define CD_VBYTES 32
@@ -124,24 +124,13 @@
 
 static int cydnn_cd_level = 0;
 
-/* The widest level this CPU runs. */
-static int cydnn_cd_best_level(void) {
-#ifdef CYDNN_CD_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
-    return 0;
-}
-
 /* Use `level` (clamped to what the CPU runs; negative: the best); returns the level in force. */
 static int cydnn_cd_set_level(int level) {
-    int best = cydnn_cd_best_level();
-    cydnn_cd_level = (level < 0 || level > best) ? best : level;
+    cydnn_cd_level = cydnn_simd_clamp_level(level);
     return cydnn_cd_level;
 }
 
-#ifdef CYDNN_CD_X86
+#ifdef CYDNN_SIMD_X86
 #define CYDNN_CD_DISPATCH(fn, suffix, args) \
     do { \
         if (cydnn_cd_level >= 2) cydnn_cd_##fn##_##suffix##2 args; \

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "_simd_level.h"
 
 /* A segment of the weight gradients' product (gemm_tn): C (m x N) := a^T @ B, a (K x m, row
  * stride lda; NULL: a column of ones, m = 1) and C (row stride ldc) of the call's element type. */
@@ -47,8 +48,7 @@ typedef struct {
 #undef PG_MR
 #undef PG_NP
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CYDNN_PG_X86 1
+#ifdef CYDNN_SIMD_X86
 /* level 1: AVX2 + FMA, 16 registers: 6 x 2 accumulators */
 #define PG_ATTR __attribute__((target("avx2,fma")))
 #define PG_VBYTES 32
@@ -101,23 +101,13 @@ typedef struct {
 
 static int cydnn_pg_level = 0;
 
-static int cydnn_pg_best_level(void) {
-#ifdef CYDNN_PG_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
-    return 0;
-}
-
 /* Use `level` (clamped to what the CPU runs; negative: the best); returns the level in force. */
 static int cydnn_pg_set_level(int level) {
-    int best = cydnn_pg_best_level();
-    cydnn_pg_level = (level < 0 || level > best) ? best : level;
+    cydnn_pg_level = cydnn_simd_clamp_level(level);
     return cydnn_pg_level;
 }
 
-#ifdef CYDNN_PG_X86
+#ifdef CYDNN_SIMD_X86
 #define CYDNN_PG_DISPATCH(fn, suffix, args) \
     ((cydnn_pg_level >= 2) ? cydnn_pg_##fn##_##suffix##2 args : \
      (cydnn_pg_level == 1) ? cydnn_pg_##fn##_##suffix##1 args : cydnn_pg_##fn##_##suffix##0 args)
