@@ -80,6 +80,24 @@ cdef Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh,
     return g
 
 
+cdef inline const floating* patches(const floating* x, int cnt, bint transposed, bint pointwise,
+                                   floating* col, const Geom* g) noexcept nogil:
+    """The patch matrix of cnt consecutive images from x, as the GEMMs read it: x itself for a
+    pointwise convolution; else (cnt * oh * ow, kdim) patches written to col, or, when transposed,
+    (kdim, cnt * oh * ow)."""
+    cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow, kdim = <Py_ssize_t>g.kh * g.kw * g.c
+    cdef Py_ssize_t size = <Py_ssize_t>g.h * g.w * g.c
+    cdef int q
+    if pointwise:
+        return x
+    for q in range(cnt):
+        if transposed:
+            im2col_transposed(x + q * size, col + q * ohw, cnt * ohw, g)
+        else:
+            im2col(x + q * size, col + q * ohw * kdim, g)
+    return col
+
+
 cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
     """A 1x1 kernel with stride 1 and no padding: the image itself is its patch matrix."""
     return (g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
@@ -535,21 +553,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, c)
                 cnt = min(chunk, i1 - img)
                 r0 = img * ohw
                 rows = cnt * ohw
+                a = patches(&x[img, 0, 0, 0], cnt, transposed, pointwise, cbuf, &g)
                 if transposed and not pointwise:
                     # z (rows, f) = patches^T @ W, sgemm reading the (kdim, rows) patches transposed
-                    for q in range(cnt):
-                        im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
-                    gemm(True, False, <int>rows, f, kdim, <floating>1, cbuf, <int>rows, &w[0, 0], f,
+                    gemm(True, False, <int>rows, f, kdim, <floating>1, a, <int>rows, &w[0, 0], f,
                          <floating>0, zp + r0 * f, f)
                     if has_bias:
                         add_bias_rows(zp, bp, r0, r0 + rows, f)
                 else:
-                    if pointwise:
-                        a = &x[img, 0, 0, 0]
-                    else:
-                        for q in range(cnt):
-                            im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
-                        a = cbuf
                     gemm(False, False, <int>rows, f, kdim, <floating>1, a, kdim, &w[0, 0], f,
                          <floating>0, zp + r0 * f, f)
                     if has_bias:
@@ -656,18 +667,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
                             direct_dw_d(cbuf, g.c, d.ph, d.pw, kh, kw, cbuf + planes_size, d.lrow, f, g.oh,
                                         g.ow, dwp + grp * psize, d.ls)
                 elif want_dw:
+                    a = patches(&x[img, 0, 0, 0], cnt, tr, pointwise, cbuf, &g)
                     if tr:
-                        for q in range(cnt):
-                            im2col_transposed(&x[img + q, 0, 0, 0], cbuf + q * ohw, rows, &g)
-                        gemm(False, False, kdim, f, <int>rows, <floating>1, cbuf, <int>rows, dzp + r0 * f, f,
+                        gemm(False, False, kdim, f, <int>rows, <floating>1, a, <int>rows, dzp + r0 * f, f,
                              <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
                     else:
-                        if pointwise:
-                            a = &x[img, 0, 0, 0]
-                        else:
-                            for q in range(cnt):
-                                im2col(&x[img + q, 0, 0, 0], cbuf + q * ohw * kdim, &g)
-                            a = cbuf
                         gemm(True, False, kdim, f, <int>rows, <floating>1, a, kdim, dzp + r0 * f, f,
                              <floating>(0 if first else 1), dwp + <Py_ssize_t>grp * kdim * f, f)
                 # gradient with respect to the bias: this group's column sums of dz, in row order
