@@ -89,6 +89,34 @@ PG_NAME(store_row)(const PG_VEC* in, int nc, PG_T* v) {
     for (int j = 0; j < nc; j++) v[j] = buf[j];
 }
 
+/* acc[0:mr] += A[0:mr, 0:K] @ panel, k in order; mr a constant after inlining. */
+static inline __attribute__((always_inline)) PG_ATTR void
+PG_NAME(tile_sums)(const int mr, int K, const PG_T* A, int lda, const PG_T* panel,
+                   PG_VEC acc[PG_MR][PG_NV]) {
+    for (int k = 0; k < K; k++) {
+        const PG_VEC* b = (const PG_VEC*)(panel + (size_t)k * PG_PW);
+        PG_VEC bv[PG_NV];
+        for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
+        for (int r = 0; r < mr; r++) {
+            PG_T a = A[(size_t)r * lda + k];
+            for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
+        }
+    }
+}
+
+/* acc[0:np] += a[0:K] @ the np panels (K rows each), k in order; np a constant after inlining. */
+static inline __attribute__((always_inline)) PG_ATTR void
+PG_NAME(row_sums)(const int np, int K, const PG_T* a, const PG_T* panels,
+                  PG_VEC acc[PG_NP][PG_NV]) {
+    for (int k = 0; k < K; k++) {
+        PG_T ak = a[k];
+        for (int p = 0; p < np; p++) {
+            const PG_VEC* b = (const PG_VEC*)(panels + ((size_t)p * K + k) * PG_PW);
+            for (int v = 0; v < PG_NV; v++) acc[p][v] += ak * b[v];
+        }
+    }
+}
+
 /* C[0:mr, 0:nc] := (beta ? C : init) + A1[0:mr, 0:K1] @ panel1 + A2[0:mr, 0:K2] @ panel2, one
  * running sum per entry; mr <= PG_MR a constant after inlining; iv: init's vectors (zeros when
  * there is none). */
@@ -103,24 +131,8 @@ PG_NAME(tile)(const int mr, int K1, const PG_T* A1, int lda1, const PG_T* panel1
         else
             for (int v = 0; v < PG_NV; v++) acc[r][v] = iv[v];
     }
-    for (int k = 0; k < K1; k++) {
-        const PG_VEC* b = (const PG_VEC*)(panel1 + (size_t)k * PG_PW);
-        PG_VEC bv[PG_NV];
-        for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
-        for (int r = 0; r < mr; r++) {
-            PG_T a = A1[(size_t)r * lda1 + k];
-            for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
-        }
-    }
-    for (int k = 0; k < K2; k++) {
-        const PG_VEC* b = (const PG_VEC*)(panel2 + (size_t)k * PG_PW);
-        PG_VEC bv[PG_NV];
-        for (int v = 0; v < PG_NV; v++) { bv[v] = b[v]; PG_KEEP(bv[v]); }
-        for (int r = 0; r < mr; r++) {
-            PG_T a = A2[(size_t)r * lda2 + k];
-            for (int v = 0; v < PG_NV; v++) acc[r][v] += a * bv[v];
-        }
-    }
+    PG_NAME(tile_sums)(mr, K1, A1, lda1, panel1, acc);
+    PG_NAME(tile_sums)(mr, K2, A2, lda2, panel2, acc);
     for (int r = 0; r < mr; r++) PG_NAME(store_row)(acc[r], nc, C + (size_t)r * ldc);
 }
 
@@ -135,20 +147,8 @@ PG_NAME(row)(const int np, int K1, const PG_T* a1, const PG_T* panels1, int K2, 
     const PG_T* start = beta ? C : init;
     for (int p = 0; p < np; p++)
         PG_NAME(load_row)(start == NULL ? NULL : start + p * PG_PW, nc - p * PG_PW, acc[p]);
-    for (int k = 0; k < K1; k++) {
-        PG_T ak = a1[k];
-        for (int p = 0; p < np; p++) {
-            const PG_VEC* b = (const PG_VEC*)(panels1 + ((size_t)p * K1 + k) * PG_PW);
-            for (int v = 0; v < PG_NV; v++) acc[p][v] += ak * b[v];
-        }
-    }
-    for (int k = 0; k < K2; k++) {
-        PG_T ak = a2[k];
-        for (int p = 0; p < np; p++) {
-            const PG_VEC* b = (const PG_VEC*)(panels2 + ((size_t)p * K2 + k) * PG_PW);
-            for (int v = 0; v < PG_NV; v++) acc[p][v] += ak * b[v];
-        }
-    }
+    PG_NAME(row_sums)(np, K1, a1, panels1, acc);
+    PG_NAME(row_sums)(np, K2, a2, panels2, acc);
     PG_T out[PG_NP * PG_PW] = {0};
     for (int p = 0; p < np; p++)
         for (int v = 0; v < PG_NV; v++) *(PG_VEC*)(out + p * PG_PW + v * PG_VL) = acc[p][v];
