@@ -116,9 +116,20 @@ def test_dropout_only_in_training_and_reproducible():
     _, a = layer([q, v], training=True, return_attention_scores=True)
     out = layer([q, v], training=True)
     assert not np.allclose(out, inference)
-    drop = layer._buffers["drop"]
+    drop = layer.context(None).drop
     assert set(np.unique(drop)) <= {0.0, 2.0}
     np.testing.assert_allclose(out, (a * drop) @ v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [layers.Attention, layers.AdditiveAttention])
+def test_dropout_trains_in_float32(cls):
+    """The dropout mask is drawn in the layer's own dtype (float32 used to raise a TypeError)."""
+    q, v, _ = _data(tq=6, tv=8)
+    layer = cls(dropout=0.5, seed=3, dtype="float32")
+    out = layer([q.astype(np.float32), v.astype(np.float32)], training=True)
+    assert out.dtype == np.float32
+    drop = layer.context(None).drop
+    assert drop.dtype == np.float32 and set(np.unique(drop)) <= {0.0, 2.0}
 
 
 # ---------------------------------------------------------------- gradients

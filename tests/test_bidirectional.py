@@ -137,7 +137,8 @@ def test_gradients_with_mask_states_and_initial_states(kind, return_sequences):
     y = bi.forward(x, mask=mask, initial_state=init)
     dys = [rng.standard_normal(a.shape) for a in y]
     bi.backward(dys)
-    analytic = bi.forward_layer.initial_state_grads + bi.backward_layer.initial_state_grads
+    ctx = bi.context(None)   # each direction's call state is a child of the wrapper's
+    analytic = ctx.child("forward_layer").initial_state_grads + ctx.child("backward_layer").initial_state_grads
 
     def loss():
         return sum(np.sum(a * d) for a, d in zip(bi.forward(x, mask=mask, initial_state=init), dys))

@@ -85,7 +85,7 @@ LANES_GRID = [
 def test_conv2d_lanes_gradients(kernel, strides, padding, hw, channels, filters, layout):
     layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, **F64)
     check_layer_gradients(layer, rand(2, *hw, channels))
-    assert layer._g["direct"] == (2 if "direct" in layout else 0)
+    assert layer.context(None).g["direct"] == (2 if "direct" in layout else 0)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softmax", "elu"])
@@ -187,7 +187,7 @@ def test_direct_path_matches_patches(filters, kernel, strides, padding, shape, m
             results.append([y.copy(), layer.backward(r).copy()] + [g.copy() for g in layer.grads])
         finally:
             _conv.direct_level(-1)
-        assert layer._g["direct"] == (mode if on else 0)
+        assert layer.context(None).g["direct"] == (mode if on else 0)
     for a, b in zip(*results):
         # float32: sums over thousands of terms in other orders, judged against the largest entry
         tol = 1e-12 if dtype == "float64" else 1e-5

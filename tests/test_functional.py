@@ -23,17 +23,18 @@ def _graph_gradients(model, xs, seed=0):
     """Backward of L = sum_k sum(out_k * r_k) through the model's graph; returns the weight
     gradients {(layer name, weight index): array} and the loss function for finite differences."""
     model._fused = [None] * len(model.outputs)
-    outs = model._forward(xs, training=True)
+    ctxs = model._training_contexts()
+    outs = model._forward(xs, True, ctxs)
     rng = np.random.default_rng(seed)
     rs = [rng.standard_normal(o.shape) for o in outs]
 
     def loss():
-        return sum(float(np.sum(o * r)) for o, r in zip(model._forward(xs, training=True), rs))
+        return sum(float(np.sum(o * r)) for o, r in zip(model._forward(xs, True, model._new_contexts()), rs))
 
-    model._forward(xs, training=True)
-    for layer in model.layers:
-        layer.accumulate_grads = False
-    model._backward([r.copy() for r in rs])
+    model._forward(xs, True, ctxs)
+    for ctx in ctxs:
+        ctx.accumulate = False
+    model._backward([r.copy() for r in rs], ctxs)
     grads = {(layer.name, i): g.copy() for layer in model.layers for i, g in enumerate(layer.grads) if g is not None}
     return grads, loss
 
@@ -135,9 +136,9 @@ def test_diamond_graph_gradients_with_first_layers_skipping_dx():
     cydnn.set_floatx("float64")
     model = _diamond_model()
     _randomize(model, seed=5)
-    model._set_input_grad_flags()
-    assert [layer.name for layer in model._input_consumers()] == ["a"]
-    assert model.get_layer("a").need_input_grad is False and model.get_layer("shared").need_input_grad
+    flags = {step.layer.name: flag for step, flag in zip(model._steps, model._input_grad_flags())}
+    assert [name for name, flag in flags.items() if not flag] == ["a"]
+    assert flags["a"] is False and flags["shared"]
     _check_graph_gradients(model, [np.random.default_rng(6).standard_normal((4, 5))])
 
 
@@ -151,10 +152,25 @@ def test_siamese_shared_encoder_gradients_match_finite_differences():
     out = layers.Dense(2, activation="softplus", name="head")(feats)
     model = cydnn.Model([x1, x2], out)
     _randomize(model, seed=7)
-    model._set_input_grad_flags()
-    assert model.get_layer("enc").need_input_grad is False  # both of its calls read model inputs
+    flags = [flag for step, flag in zip(model._steps, model._input_grad_flags()) if step.layer.name == "enc"]
+    assert flags == [False, False]  # both of its calls read model inputs
     rng = np.random.default_rng(8)
     _check_graph_gradients(model, [rng.standard_normal((5, 3)), rng.standard_normal((5, 3))])
+
+
+def test_shared_bidirectional_gradients_match_finite_differences():
+    """A Bidirectional LSTM called on two inputs: each call's backward reads that call's own
+    state, down to the two direction layers inside the wrapper (their state once came from the
+    wrapper's last call, which made the first call's gradients wrong)."""
+    cydnn.set_floatx("float64")
+    x1, x2 = cydnn.Input(shape=(4, 3)), cydnn.Input(shape=(4, 3))
+    bi = layers.Bidirectional(layers.LSTM(3, return_sequences=True), name="bi")
+    merged = layers.Concatenate()([bi(x1), bi(x2)])
+    model = cydnn.Model([x1, x2], layers.Dense(2, name="head")(layers.GlobalAveragePooling1D()(merged)))
+    _randomize(model, seed=21)
+    rng = np.random.default_rng(22)
+    grads = _check_graph_gradients(model, [rng.standard_normal((3, 4, 3)), rng.standard_normal((3, 4, 3))])
+    assert ("bi", 0) in grads
 
 
 def test_training_path_gradients_with_fused_softmax_and_loss_weights():
@@ -220,18 +236,19 @@ def test_shared_layer_sums_gradients_under_gradient_accumulation():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_backward_restores_each_layers_accumulate_flag():
+def test_backward_restores_each_calls_accumulate_flag():
     x = cydnn.Input(shape=(3,))
     shared = layers.Dense(3, name="shared")
     model = cydnn.Model(x, layers.Dense(1, name="out")(shared(shared(x))))
     model._fused = [None]
     xv = np.ones((2, 3), dtype=np.float32)
+    ctxs = model._new_contexts()
     for outer in (False, True):
-        for layer in model.layers:
-            layer.accumulate_grads = outer
-        model._forward([xv], training=True)
-        model._backward([np.ones((2, 1), dtype=np.float32)])
-        assert all(layer.accumulate_grads is outer for layer in model.layers)
+        for ctx in ctxs:
+            ctx.accumulate = outer
+        model._forward([xv], True, ctxs)
+        model._backward([np.ones((2, 1), dtype=np.float32)], ctxs)
+        assert all(ctx.accumulate is outer for ctx in ctxs)
 
 
 def test_shared_dropout_keeps_each_calls_mask_for_backward():
@@ -246,10 +263,11 @@ def test_shared_dropout_keeps_each_calls_mask_for_backward():
     rng = np.random.default_rng(14)
     xs = [rng.standard_normal((5, 6)), rng.standard_normal((5, 6))]
     model._fused = [None, None]
-    o1, o2 = [o.copy() for o in model._forward(xs, training=True)]
+    ctxs = model._new_contexts()
+    o1, o2 = [o.copy() for o in model._forward(xs, True, ctxs)]
     assert not np.array_equal(o1 != 0, o2 != 0)  # the two calls drew different masks
     ones = [np.ones_like(o1), np.ones_like(o2)]
-    model._backward(ones)
+    model._backward(ones, ctxs)
     # dL/dW_a = x1^T (mask1 * 2) where the mask is read off the outputs
     np.testing.assert_allclose(model.get_layer("da").grads[0], xs[0].T @ ((o1 != 0) * 2.0), rtol=1e-12)
     np.testing.assert_allclose(model.get_layer("db").grads[0], xs[1].T @ ((o2 != 0) * 2.0), rtol=1e-12)
@@ -301,14 +319,15 @@ class _MaskedMean(layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
 
-    def forward(self, x, training=False, mask=None):
-        self.seen_mask = None if mask is None else np.array(mask)
+    def forward(self, x, training=False, mask=None, ctx=None):
+        ctx = self.context(ctx)
+        self.seen_mask = None if mask is None else np.array(mask)  # what the test observes
         w = np.ones(x.shape[:2]) if mask is None else np.asarray(mask, dtype=x.dtype)
-        self._w = w / np.maximum(w.sum(1, keepdims=True), 1)
-        return np.einsum("bt,btf->bf", self._w, x)
+        ctx.w = w / np.maximum(w.sum(1, keepdims=True), 1)
+        return np.einsum("bt,btf->bf", ctx.w, x)
 
-    def backward(self, dy):
-        return self._w[:, :, None] * dy[:, None, :]
+    def backward(self, dy, ctx=None):
+        return self.context(ctx).w[:, :, None] * dy[:, None, :]
 
 
 class _EmbedWithMask(layers.Layer):
@@ -318,10 +337,10 @@ class _EmbedWithMask(layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (3,)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
         return np.repeat(x[:, :, None], 3, axis=2)
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         return dy.sum(axis=2)
 
     def compute_mask(self, x, mask=None):
@@ -352,10 +371,10 @@ class _Split(layers.Layer):
     def compute_output_shape(self, input_shape):
         return [(input_shape[0], self.k), (input_shape[0], input_shape[1] - self.k)]
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
         return [x[:, :self.k].copy(), x[:, self.k:].copy()]
 
-    def backward(self, dys):
+    def backward(self, dys, ctx=None):
         return np.concatenate(dys, axis=1)
 
 

@@ -170,7 +170,7 @@ def test_a_short_scratch_is_an_error_not_an_overrun():
     layer(x)
     short = np.zeros(200, np.float32)   # the forward pass packs 4 x 32 + 8 x 32 = 384 values
     with pytest.raises(ValueError, match="packing scratch holds"):
-        _k.lstm_forward(x, layer._weights[0], layer._weights[1], short, layer.bias, None, None,
+        _k.lstm_forward(x, layer.kernel, layer.recurrent_kernel, short, layer.bias, None, None,
                         np.zeros((3, 2, 4), np.float32), np.zeros((3, 2, 4 * u), np.float32),
                         np.zeros((3, 2, 4 * u), np.float32), np.zeros((4, 2, u), np.float32),
                         np.zeros((4, 2, u), np.float32), np.zeros((3, 2, u), np.float32), None,

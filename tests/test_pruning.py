@@ -32,7 +32,7 @@ KERNELS = ["h1/kernel", "h2/kernel", "out/kernel"]
 def kernel(model, key):
     layer, name = key.split("/")
     layer = model.get_layer(layer)
-    return layer._weights[layer.weight_names.index(name)]
+    return layer.weights[layer.weight_names.index(name)]
 
 
 # ---------------------------------------------------------------------------------------------

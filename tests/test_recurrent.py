@@ -305,7 +305,7 @@ def test_gradients_with_input_dropout(kind):
         layer._rng = np.random.default_rng(7)
         return layer.forward(inp, training=True)
     dx, _ = check_layer_gradients(layer, x, rtol=1e-6, atol=1e-8, forward_fn=forward)
-    dropped = layer._keep == 0
+    dropped = layer.context(None).keep == 0
     assert dropped.any() and not dx.transpose(0, 2, 1)[dropped].any()
 
 
@@ -320,7 +320,7 @@ def test_dropout_is_one_input_mask_per_sequence_and_training_only(kind):
     plain.set_weights(layer.get_weights())
     np.testing.assert_array_equal(layer(x), plain(x))          # inference: no dropout
     y = layer(x, training=True)
-    keep = layer._keep
+    keep = layer.context(None).keep
     assert keep.shape == (6, 4) and set(np.unique(keep)) <= {0.0, 2.0}
     np.testing.assert_allclose(y, plain(x * keep[:, None, :]), rtol=1e-12)
 

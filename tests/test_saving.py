@@ -517,22 +517,26 @@ class ScaleShift(Layer):
         self.add_weight("shift", (input_shape[-1],), "zeros")
         self.add_weight("batches_seen", (), "zeros", trainable=False)  # a 0-d, non-trainable weight
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        scale, shift, seen = (p.value for p in self._params)
         if training:
-            self._weights[2] += 1
-        self._x = x
-        return x * self._weights[0] + self._weights[1]
+            seen += 1
+        ctx.x = x
+        return x * scale + shift
 
-    def backward(self, dy):
-        g0 = (dy * self._x).sum(axis=0)
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        g0 = (dy * ctx.x).sum(axis=0)
         g1 = dy.sum(axis=0)
-        if self.accumulate_grads:
-            self._grads[0] += g0
-            self._grads[1] += g1
+        scale, shift = self._params[0], self._params[1]
+        if ctx.accumulate:
+            scale.grad += g0
+            shift.grad += g1
         else:
-            self._grads[0][...] = g0
-            self._grads[1][...] = g1
-        return dy * self._weights[0]
+            scale.grad[...] = g0
+            shift.grad[...] = g1
+        return dy * scale.value
 
     def get_config(self):
         return {**super().get_config(), "init": self.init}
@@ -585,7 +589,7 @@ def test_unknown_custom_class_asks_to_register_it(tmp_path):
     assert isinstance(err, saving.UnknownObjectError)
     loaded = cydnn.load_model(tmp_path / "u.cydnn", custom_objects={"Unregistered": Unregistered})
     assert isinstance(loaded.layers[0], Unregistered)
-    assert "Unregistered" not in cydnn.serialization._CUSTOM  # the scope is undone
+    assert "Unregistered" not in cydnn.registry.custom_objects()  # the scope is undone
 
     wrapped = cydnn.Sequential([layers.InputLayer(shape=(2, 3)), layers.TimeDistributed(Unregistered())])
     wrapped.save(tmp_path / "w.cydnn")  # the unknown class is nested in a wrapper's config

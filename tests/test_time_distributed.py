@@ -51,7 +51,8 @@ def test_flags_reach_the_wrapped_layer():
     td.trainable = True
     td.accumulate_grads = True
     td.need_input_grad = False
-    assert inner.trainable and inner.accumulate_grads and not inner.need_input_grad
+    inner_ctx = td.context(None).child("layer")  # the wrapped layer's state in td's direct calls
+    assert inner.trainable and inner_ctx.accumulate and not inner_ctx.need_input_grad
     x = np.ones((2, 4, 3), dtype=np.float32)
     td(x)
     td.forward(x)

@@ -102,8 +102,8 @@ def test_frozen_biases_give_the_course_step(model):
     """With the biases held fixed (as the course does) the step on the w's is the same, and the
     biases stay at 0.35 and 0.60."""
     for layer in model.layers:
-        layer._weight_trainable[1] = False   # bias: not trainable
-        layer._grads[1] = None
+        layer.params[1].trainable = False   # bias: not trainable
+        layer.params[1].grad = None
     model.train_on_batch(X, T)
     hidden, output = model.layers
     np.testing.assert_array_equal(hidden.get_weights()[1], [B1, B1])

@@ -8,7 +8,7 @@ Compiled Cython + OpenMP kernels behind a Keras-like API:
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=10)
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
                optimizers, regularizers, schedules)

@@ -8,6 +8,7 @@ import numpy as np
 from . import threads
 from ._kernels import activations as _k
 from ._validation import unknown_identifier
+from .registry import get_registered_object
 
 # code, default alpha: codes match csrc/_activation.pxd
 _CODES = {
@@ -73,7 +74,6 @@ def get(identifier):
         return identifier
     if isinstance(identifier, dict):
         if "class_name" in identifier:  # a custom Activation subclass, registered for saving
-            from .serialization import get_registered_object
             cls = get_registered_object(identifier["class_name"])
             if cls is None:
                 raise ValueError(f"Unknown activation class {identifier['class_name']!r}: register it with "

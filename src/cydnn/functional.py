@@ -28,22 +28,13 @@ one layer, or is also a model output) gets the sum of the gradients of its uses,
 a buffer the model keeps between steps; a tensor with one use just receives the array the
 consumer returned (no copy).
 
-Shared layers (one layer called several times) need two things:
-
-* per-call state for backward. Layers keep what backward needs from their *last* forward:
-  attributes set in ``forward`` (``self._x``, ``self._z``, ...) and arrays in ``self._buffers``
-  (outputs, scratch). The model gives each call of a shared layer its own buffer dict (swapped in
-  as ``layer._buffers`` before that call's forward, kept between steps, so steady-state steps
-  still allocate nothing) and, after the call's forward, keeps a shallow copy of the layer's
-  ``__dict__``; before that call's backward it restores the copy. So each backward sees exactly
-  the state its own forward left -- including the outputs, which would otherwise be overwritten
-  by the next call. Re-running forward before backward was rejected: it would draw a new Dropout
-  mask and update BatchNormalization's moving statistics twice. This relies on the layer
-  protocol (base.py): per-call state lives in instance attributes and ``self.buffer`` arrays.
-* weight gradients summed over the calls: the first backward of a layer in a step writes its
-  gradients (``accumulate_grads = False``), later ones add (``True``). When the layer's flag was
-  already True at the start of ``_backward`` (gradient accumulation over batches, set by
-  ``Network._train_step``), every call adds. The flag is restored afterwards.
+Per-call state. Every node (layer call) has its own ``CallContext`` (layers/context.py): what
+its forward keeps for its backward lives there, so a layer called several times (a shared
+layer) needs nothing special -- each backward sees exactly what its own forward left. Weight
+gradients are summed over a shared layer's calls: the first backward of a layer in a step
+writes its gradients (``ctx.accumulate = False``), later ones add (``True``). When the contexts
+already accumulate at the start of ``_backward`` (gradient accumulation over batches, set by
+``Network._train_step``), every call adds.
 
 Nested models: calling a ``Model`` on symbolic tensors inlines its graph (its layers become
 shared layers of the outer graph, with the same weights).
@@ -52,7 +43,7 @@ import itertools
 
 import numpy as np
 
-from . import serialization
+from . import registry, serialization
 from ._validation import ShapeOnly, describe
 from .layers.base import unique_name
 from .layers.core import InputLayer
@@ -338,12 +329,9 @@ class Model(Network):
         self._is_input_slot = [False] * self._n_slots
         for s in self._input_slots:
             self._is_input_slot[s] = True
-        # run-time state
-        self._call_buffers = {k: {} for k, step in enumerate(self._steps) if step.shared}
-        self._call_state = {}
+        # run-time state of the training step (the model's lock is held while it runs)
         self._acc_bufs = {}
-        self._zero_bufs = {}
-        self._values = None
+        self._reset_contexts()
 
     def build(self, input_shape=None):
         """A functional model is built when created; this checks ``input_shape`` (a shape or a
@@ -365,15 +353,15 @@ class Model(Network):
     def _output_layers(self):
         return [t.layer for t in self.outputs]
 
-    def _input_consumers(self):
-        """Layers whose every call reads model inputs only: they need not compute dL/dx."""
-        blocked = {id(step.layer) for step in self._steps if not all(self._is_input_slot[s] for s in step.in_slots)}
-        out, seen = [], set()
-        for step in self._steps:
-            if id(step.layer) not in blocked and id(step.layer) not in seen:
-                seen.add(id(step.layer))
-                out.append(step.layer)
-        return out
+    def _n_calls(self):
+        return len(self._steps)
+
+    def _output_calls(self):
+        return [self._producer[s].index if s in self._producer else None for s in self._output_slots]
+
+    def _input_grad_flags(self):
+        """A call that reads model inputs only need not compute dL/dx."""
+        return [not all(self._is_input_slot[s] for s in step.in_slots) for step in self._steps]
 
     @property
     def input_names(self):
@@ -410,15 +398,13 @@ class Model(Network):
                 slot_shapes[s] = o
 
     # ------------------------------------------------------------ running
-    def _forward(self, xs, training=False):
+    def _forward(self, xs, training, ctxs):
         values = [None] * self._n_slots
         masks = [None] * self._n_slots
         for s, x in zip(self._input_slots, xs):
             values[s] = x
         for step in self._steps:
-            layer = step.layer
-            if step.shared:
-                layer._buffers = self._call_buffers[step.index]
+            layer, ctx = step.layer, ctxs[step.index]
             if step.multi_in:
                 x = [values[s] for s in step.in_slots]
                 m = [masks[s] for s in step.in_slots]
@@ -427,9 +413,9 @@ class Model(Network):
             else:
                 x, m = values[step.in_slots[0]], masks[step.in_slots[0]]
             if m is not None and layer.accepts_mask:
-                y = layer.forward(x, training=training, mask=m)
+                y = layer.forward(x, training=training, mask=m, ctx=ctx)
             else:
-                y = layer.forward(x, training=training)
+                y = layer.forward(x, training=training, ctx=ctx)
             mask = layer.compute_mask(x, m)
             if step.multi_out:
                 ys = list(y)
@@ -439,11 +425,9 @@ class Model(Network):
                 mks = list(mask) if isinstance(mask, (list, tuple)) else [mask] + [None] * (len(ys) - 1)
                 for s, yi, mi in zip(step.out_slots, ys, mks):
                     values[s], masks[s] = yi, mi
+                ctx.outputs = ys  # shapes of the zero gradients of outputs nobody uses
             else:
                 values[step.out_slots[0]], masks[step.out_slots[0]] = y, mask
-            if step.shared:  # this call's state, restored before its backward
-                self._call_state[step.index] = layer.__dict__.copy()
-        self._values = values
         return [values[s] for s in self._output_slots]
 
     def _add_grad(self, grads, slot, g):
@@ -461,16 +445,15 @@ class Model(Network):
         else:
             np.add(cur, g.reshape(cur.shape), out=cur)
 
-    def _zeros_like_value(self, slot):
-        v = self._values[slot]
-        buf = self._zero_bufs.get(slot)
-        if buf is None or buf.shape != v.shape or buf.dtype != v.dtype:
-            buf = self._zero_bufs[slot] = np.zeros(v.shape, dtype=v.dtype)
-        else:
-            buf.fill(0)
+    @staticmethod
+    def _zero_gradient(ctx, i):
+        """Zeros shaped like output i of a multi-output call (an output nobody uses)."""
+        v = ctx.outputs[i]
+        buf = ctx.buffer(("zero gradient", i), v.shape, v.dtype)
+        buf.fill(0)
         return buf
 
-    def _backward(self, dys):
+    def _backward(self, dys, ctxs):
         grads = [None] * self._n_slots
         fused = {}
         for k, (s, dy) in enumerate(zip(self._output_slots, dys)):
@@ -478,11 +461,11 @@ class Model(Network):
                 fused[self._producer[s].index] = dy  # dL/d(logits) for the output layer
             else:
                 self._add_grad(grads, s, dy)
-        outer = {id(step.layer): step.layer.accumulate_grads for step in self._steps}
+        outer = [ctx.accumulate for ctx in ctxs]
         done = set()  # layers that already wrote their weight gradients this step
         try:
             for step in reversed(self._steps):
-                layer = step.layer
+                layer, ctx = step.layer, ctxs[step.index]
                 dz = fused.get(step.index)
                 if dz is None:
                     if step.multi_out:
@@ -490,19 +473,17 @@ class Model(Network):
                         if all(g is None for g in dy):
                             dy = None
                         else:
-                            dy = [self._zeros_like_value(s) if g is None else g for g, s in zip(dy, step.out_slots)]
+                            dy = [self._zero_gradient(ctx, i) if g is None else g for i, g in enumerate(dy)]
                     else:
                         dy = grads[step.out_slots[0]]
                     if dy is None:  # no gradient reaches this call: its weight gradients are zero
-                        if id(layer) not in done and not outer[id(layer)]:
+                        if id(layer) not in done and not outer[step.index]:
                             layer.zero_grads()
                         done.add(id(layer))
                         continue
-                if step.shared:
-                    layer.__dict__.update(self._call_state[step.index])
-                layer.accumulate_grads = outer[id(layer)] or id(layer) in done
+                ctx.accumulate = outer[step.index] or id(layer) in done
                 done.add(id(layer))
-                dx = layer.backward_preactivation(dz) if dz is not None else layer.backward(dy)
+                dx = layer.backward_preactivation(dz, ctx=ctx) if dz is not None else layer.backward(dy, ctx=ctx)
                 if dx is None:
                     continue
                 if step.multi_in:
@@ -516,8 +497,8 @@ class Model(Network):
                     if g is not None and not self._is_input_slot[s]:
                         self._add_grad(grads, s, g)
         finally:
-            for step in self._steps:
-                step.layer.accumulate_grads = outer[id(step.layer)]
+            for ctx, flag in zip(ctxs, outer):
+                ctx.accumulate = flag
 
     def _clean_output(self, k):
         """Output k may be fused with its loss (the loss gradient is taken on the producing
@@ -707,3 +688,5 @@ class Model(Network):
 
 
 Functional = Model
+registry.add("model", "Model", Model)
+registry.add("model", "Functional", Model)

@@ -1,11 +1,13 @@
 """Sequential: a plain stack of layers, each feeding the next."""
 
+from . import registry, serialization
 from ._validation import ShapeOnly, describe
 from .layers.base import Layer, unique_name
 from .layers.core import InputLayer
 from .training import Network
 
 
+@registry.builtin("model")
 class Sequential(Network):
     """A linear stack of layers: ``Sequential([Dense(64, activation="relu"), Dense(10)])``.
 
@@ -36,6 +38,7 @@ class Sequential(Network):
             if any(existing is layer for existing in self._layers):
                 raise ValueError(f"Sequential '{self.name}': layer '{layer.name}' is already in the model")
             self._layers.append(layer)
+        self._reset_contexts()
         declared = self._declared_input_shape()
         if declared is not None and self._layers:
             self.build(declared)
@@ -47,6 +50,7 @@ class Sequential(Network):
         layer = self._layers.pop()
         self.built = False
         self._pack_key = None
+        self._reset_contexts()
         declared = self._declared_input_shape()
         if declared is not None and self._layers:
             self.build(declared)
@@ -79,6 +83,7 @@ class Sequential(Network):
         self.output_shapes = [shape]
         self.built = True
         self._seen_shapes = set()
+        self._reset_contexts()
         if self.compiled:
             self._setup_losses()
 
@@ -109,8 +114,15 @@ class Sequential(Network):
     def _output_layers(self):
         return [self._layers[-1]]
 
-    def _input_consumers(self):
-        return self._layers[:1]
+    def _n_calls(self):
+        return len(self._layers)
+
+    def _output_calls(self):
+        return [len(self._layers) - 1]
+
+    def _input_grad_flags(self):
+        """The first layer reads the data: nobody needs its dL/dx."""
+        return [i > 0 for i in range(len(self._layers))]
 
     def _check_input_shapes(self, shapes):
         """Walk a new input shape through the stack once: each layer checks what it receives."""
@@ -122,36 +134,33 @@ class Sequential(Network):
             layer.validate_input_shape(shape)
             shape = layer.compute_output_shape(shape)
 
-    def _forward(self, xs, training=False):
+    def _forward(self, xs, training, ctxs):
         x, mask = xs[0], None
-        for layer in self._layers:
+        for layer, ctx in zip(self._layers, ctxs):
             if mask is not None and layer.accepts_mask:
-                y = layer.forward(x, training=training, mask=mask)
+                y = layer.forward(x, training=training, mask=mask, ctx=ctx)
             else:
-                y = layer.forward(x, training=training)
+                y = layer.forward(x, training=training, ctx=ctx)
             mask = layer.compute_mask(x, mask)
             x = y
         return [x]
 
-    def _backward(self, dys):
+    def _backward(self, dys, ctxs):
         dy = dys[0]
-        layers = self._layers
-        last = layers[-1]
-        dy = last.backward_preactivation(dy) if self._fused[0] is not None else last.backward(dy)
-        for layer in reversed(layers[:-1]):
+        last, ctx = self._layers[-1], ctxs[-1]
+        dy = last.backward_preactivation(dy, ctx=ctx) if self._fused[0] is not None else last.backward(dy, ctx=ctx)
+        for layer, ctx in zip(reversed(self._layers[:-1]), reversed(ctxs[:-1])):
             if dy is None:
                 break
-            dy = layer.backward(dy)
+            dy = layer.backward(dy, ctx=ctx)
 
     # ------------------------------------------------------------ config
     def get_config(self):
-        from . import serialization
         layers = [serialization.serialize_layer(layer) for layer in
                   ([self._input_layer] if self._input_layer is not None else []) + self._layers]
         return {"name": self.name, "layers": layers}
 
     @classmethod
     def from_config(cls, config):
-        from . import serialization
         return cls([serialization.deserialize_layer(c) for c in config["layers"]], name=config.get("name"))
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import backend
 from ._validation import check_fraction, check_positive_int
 from .callbacks import Callback
 
@@ -40,7 +41,7 @@ def prunable_weights(model, kernels_only=True):
         raise ValueError(f"pruning: {type(model).__name__} '{model.name}' is not built; build or fit it first")
     out = {}
     for layer in model.layers:
-        for i, (name, trainable) in enumerate(zip(layer._weight_names, layer._weight_trainable)):
+        for i, (name, trainable) in enumerate((p.name, p.trainable) for p in layer._params):
             if not trainable or (kernels_only and not name.endswith("kernel")):
                 continue
             key = f"{layer.name}/{name}"
@@ -59,16 +60,16 @@ def _check_masks(model, masks, who):
         if key not in targets:
             raise ValueError(f"{who}: mask for unknown weight {key!r}; weights are {sorted(targets)}")
         layer, i = targets[key]
-        if np.shape(m) != layer._weights[i].shape:
+        if np.shape(m) != layer._params[i].value.shape:
             raise ValueError(f"{who}: mask {key!r} has shape {np.shape(m)}, the weight has shape "
-                             f"{layer._weights[i].shape}")
+                             f"{layer._params[i].value.shape}")
     return targets
 
 
 def _all_weights(model):
     out = {}
     for layer in model.layers:
-        for i, name in enumerate(layer._weight_names):
+        for i, name in enumerate(p.name for p in layer._params):
             key = f"{layer.name}/{name}"
             out[key if key not in out else f"{key}:{i}"] = (layer, i)
     return out
@@ -96,7 +97,7 @@ def magnitude_masks(model, sparsity, scope="global", kernels_only=True, masks=No
 
     def score(key):
         layer, i = targets[key]
-        w = layer._weights[i] if weights is None or key not in weights else np.asarray(weights[key])
+        w = layer._params[i].value if weights is None or key not in weights else np.asarray(weights[key])
         s = np.abs(w.astype(np.float64, copy=False)).reshape(-1)
         if masks and key in masks:
             s = np.where(np.asarray(masks[key], dtype=bool).reshape(-1), s, -1.0)  # pruned: ranked first
@@ -113,21 +114,21 @@ def magnitude_masks(model, sparsity, scope="global", kernels_only=True, masks=No
     out = {}
     if scope == "layer":
         for key, (layer, i) in targets.items():
-            out[key] = prune(score(key)).reshape(layer._weights[i].shape)
+            out[key] = prune(score(key)).reshape(layer._params[i].value.shape)
     else:
         scores = [score(key) for key in targets]
         keep = prune(np.concatenate(scores))
         off = 0
         for key, s in zip(targets, scores):
             layer, i = targets[key]
-            out[key] = keep[off:off + s.size].reshape(layer._weights[i].shape)
+            out[key] = keep[off:off + s.size].reshape(layer._params[i].value.shape)
             off += s.size
     return out
 
 
 def masks_from_weights(model, kernels_only=True):
     """Masks of the weights that are not exactly zero (e.g. to resume pruning after loading)."""
-    return {key: layer._weights[i] != 0 for key, (layer, i) in prunable_weights(model, kernels_only).items()}
+    return {key: layer._params[i].value != 0 for key, (layer, i) in prunable_weights(model, kernels_only).items()}
 
 
 def apply_masks(model, masks):
@@ -136,7 +137,7 @@ def apply_masks(model, masks):
     targets = _check_masks(model, masks, "apply_masks")
     for key, m in masks.items():
         layer, i = targets[key]
-        w = layer._weights[i]
+        w = layer._params[i].value
         np.multiply(w, m, out=w)
     _mask_optimizer_slots(model, masks, targets)
 
@@ -166,7 +167,7 @@ def sparsity(model_or_masks, kernels_only=True):
         arrays = [np.asarray(m, dtype=bool) for m in model_or_masks.values()]
         total = sum(a.size for a in arrays)
         return float(sum(a.size - np.count_nonzero(a) for a in arrays) / total) if total else 0.0
-    ws = [layer._weights[i] for layer, i in prunable_weights(model_or_masks, kernels_only).values()]
+    ws = [layer._params[i].value for layer, i in prunable_weights(model_or_masks, kernels_only).values()]
     total = sum(w.size for w in ws)
     return float(sum(w.size - np.count_nonzero(w) for w in ws) / total)
 
@@ -323,7 +324,7 @@ class PruningCallback(MaskCallback):
 
     def on_train_begin(self, logs=None):
         if self.masks is None:
-            self.masks = {key: np.ones(layer._weights[i].shape, dtype=bool)
+            self.masks = {key: np.ones(layer._params[i].value.shape, dtype=bool)
                           for key, (layer, i) in prunable_weights(self.model, self.kernels_only).items()}
         super().on_train_begin(logs)
 
@@ -414,7 +415,6 @@ def random_reinit(model, masks=None, seed=None):
     """Give every weight a fresh draw from its initializer (a new model built from the same
     config), then apply ``masks``: the random-reinitialization control of the lottery-ticket
     experiment. The optimizer's state is left alone (reset it if the model was trained)."""
-    from . import backend
     saved = None
     if seed is not None:
         saved = backend.rng().bit_generator.state

@@ -52,7 +52,8 @@ import zipfile
 
 import numpy as np
 
-from . import backend, serialization
+from . import backend, losses, metrics, optimizers, registry
+from .version import __version__
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError", "CorruptFileError",
            "NewerFormatError", "UnknownObjectError", "custom_object_scope", "FORMAT_VERSION"]
@@ -91,7 +92,7 @@ class UnknownObjectError(ModelFileError):
 def custom_object_scope(custom_objects):
     """Make ``custom_objects`` ({name: class}) resolvable by name while loading, as if they had
     been registered with ``@cydnn.register_serializable()``; the registry is restored on exit."""
-    registry = serialization._CUSTOM
+    table = registry.custom_objects()
     added = {}
     for key, obj in (custom_objects or {}).items():
         names = {key, getattr(obj, "__name__", key)}
@@ -99,16 +100,16 @@ def custom_object_scope(custom_objects):
         if reg:
             names.add(reg)
         for n in names:
-            added[n] = registry.get(n, _MISSING)
-            registry[n] = obj
+            added[n] = table.get(n, _MISSING)
+            table[n] = obj
     try:
         yield
     finally:
         for n, old in added.items():
             if old is _MISSING:
-                registry.pop(n, None)
+                table.pop(n, None)
             else:
-                registry[n] = old
+                table[n] = old
 
 
 _MISSING = object()
@@ -119,7 +120,7 @@ def _class_key(obj):
 
 
 def _resolve_class(kind, class_name, builtins, path):
-    cls = serialization.get_registered_object(class_name) or builtins.get(class_name)
+    cls = registry.get_registered_object(class_name) or builtins.get(class_name)
     if cls is None:
         raise UnknownObjectError(path, f"unknown {kind} class {class_name!r}. If it is a custom class, decorate it "
                                        f"with @cydnn.register_serializable() before loading, or pass "
@@ -300,7 +301,7 @@ def _get(config, path, *keys):
 # ==================================================================== weights
 def _weight_owners(model, who):
     """Layers that hold weights, in model order; their names must be unique."""
-    owners = [layer for layer in model.layers if layer._weights]
+    owners = [layer for layer in model.layers if layer._params]
     names = [layer.name for layer in owners]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -313,7 +314,7 @@ def _weights_manifest(model, who):
     manifest, arrays = [], {}
     for k, layer in enumerate(_weight_owners(model, who)):
         entries = []
-        for i, (wname, w) in enumerate(zip(layer._weight_names, layer._weights)):
+        for i, (wname, w) in enumerate((p.name, p.value) for p in layer._params):
             entry = f"weights/{k:04d}_{_safe(layer.name)}/{i}_{_safe(wname)}.npy"
             arrays[entry] = w
             entries.append({"name": wname, "shape": list(w.shape), "dtype": w.dtype.name, "entry": entry})
@@ -342,7 +343,7 @@ def _read_weights(archive):
 def _plan_assignment(model, saved, path, skip_mismatch, by_name):
     """Pairs (layer, [arrays]) to assign, after checking every shape: nothing is assigned when
     any check fails (unless skip_mismatch, which skips those layers with a warning)."""
-    owners = [layer for layer in model.layers if layer._weights]
+    owners = [layer for layer in model.layers if layer._params]
     plan, problems = [], []
     if by_name:
         names = [layer.name for layer in owners]
@@ -366,7 +367,7 @@ def _plan_assignment(model, saved, path, skip_mismatch, by_name):
             problems.append((layer, f"layer '{layer.name}' has no weights in the file"))
             continue
         _, arrays = entry
-        expected = [(n, w.shape) for n, w in zip(layer._weight_names, layer._weights)]
+        expected = [(p.name, p.value.shape) for p in layer._params]
         got = [(n, a.shape) for n, a in arrays]
         if [s for _, s in expected] != [s for _, s in got]:
             problems.append((layer, f"layer '{layer.name}' expects weights "
@@ -385,14 +386,12 @@ def _plan_assignment(model, saved, path, skip_mismatch, by_name):
 
 def _assign(plan):
     for layer, arrays in plan:
-        for cur, new in zip(layer._weights, arrays):
+        for cur, new in zip(layer.weights, arrays):
             np.copyto(cur, new.astype(cur.dtype, copy=False))
 
 
 # ==================================================================== compile settings
 def _serialize_compile(model, path):
-    from . import losses
-
     def loss_spec(s):
         if s is None or isinstance(s, str):
             return s
@@ -430,8 +429,6 @@ def _serialize_compile(model, path):
 
 
 def _deserialize_compile(cfg, path):
-    from . import losses, metrics, optimizers
-
     def loss_obj(s):
         if s is None or isinstance(s, str):
             return s
@@ -498,18 +495,7 @@ def _rng_untouched():
 
 # ==================================================================== model classes
 def _model_classes():
-    from . import models
-    classes = {"Sequential": models.Sequential}
-    try:
-        from . import functional
-    except ImportError:
-        functional = None
-    if functional is not None:
-        for name in ("Model", "Functional"):
-            cls = getattr(functional, name, None)
-            if isinstance(cls, type):
-                classes[name] = cls
-    return classes
+    return registry.builtins("model")  # Sequential, Model/Functional: added by their modules
 
 
 def _layer_class_names(config):
@@ -527,7 +513,6 @@ def _layer_class_names(config):
 def save_model(model, path):
     """Write the whole model to ``path`` (one zip file, atomically): its class and config,
     weights, compile settings and optimizer state. Reload it with ``cydnn.load_model``."""
-    from . import __version__
     if not hasattr(model, "get_config"):
         raise TypeError(f"save: expected a cydnn model, received {model!r}")
     path = os.fspath(path)
@@ -583,9 +568,7 @@ def load_model(path, custom_objects=None, compile=True, restore_rng=False):
     with custom_object_scope(custom_objects):
         cls = _resolve_class("model", _get(model_cfg, path, "class_name"), _model_classes(), path)
         for name in _layer_class_names(model_cfg.get("config")):
-            from . import layers as layers_mod
-            if serialization.get_registered_object(name) is None and not isinstance(
-                    getattr(layers_mod, name, None), type):
+            if not isinstance(registry.lookup("layer", name), type):
                 _resolve_class("layer", name, {}, path)  # raises UnknownObjectError
         with _rng_untouched():
             try:
@@ -643,7 +626,6 @@ def _restore_optimizer(model, archive, state, path):
 
 def save_weights(model, path):
     """Write only the weights of ``model`` to ``path`` (one zip file, by layer name)."""
-    from . import __version__
     path = os.fspath(path)
     who = f"save_weights {path}"
     if not model.built:

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from ._validation import check_fraction, check_positive_float, check_positive_int
+from .registry import get_registered_object
 
 
 class LearningRateSchedule:
@@ -267,7 +268,6 @@ def deserialize(config):
     """The schedule a ``serialize`` dict describes (built-in or registered custom classes)."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"schedules.deserialize: expected a dict with 'class_name' and 'config', received {config!r}")
-    from .serialization import get_registered_object
     name = config["class_name"]
     cls = _CLASSES.get(name) or get_registered_object(name)
     if cls is None:

@@ -4,29 +4,16 @@
     class MyLayer(cydnn.layers.Layer): ...
 
 makes ``MyLayer`` rebuildable from a saved config, as Keras' register_keras_serializable does.
+Names resolve through the registry (registry.py), so this module needs none of the layers.
 """
-_CUSTOM = {}
+from . import registry
+from .registry import get_registered_object, register_serializable
 
-
-def register_serializable(package="Custom", name=None):
-    """Class decorator: register a Layer (or any class with get_config/from_config) under
-    ``package>name`` (and its bare name) so saved models that use it can be loaded."""
-    def decorate(obj):
-        key = name or obj.__name__
-        _CUSTOM[f"{package}>{key}"] = obj
-        _CUSTOM[key] = obj
-        obj._registered_name = f"{package}>{key}"
-        return obj
-    return decorate
-
-
-def get_registered_object(name):
-    return _CUSTOM.get(name)
+__all__ = ["register_serializable", "get_registered_object", "layer_class", "serialize_layer", "deserialize_layer"]
 
 
 def layer_class(class_name):
-    from . import layers
-    cls = _CUSTOM.get(class_name) or getattr(layers, class_name, None)
+    cls = registry.lookup("layer", class_name)
     if cls is None or not isinstance(cls, type):
         raise ValueError(f"Unknown layer class {class_name!r}: a custom layer must be registered with "
                          f"@cydnn.register_serializable() before loading")

@@ -5,25 +5,38 @@ A concrete model (Sequential, the functional Model) supplies the graph:
   * ``_build_graph(input_shapes)``: build the layers for inputs of these shapes (batch axis
     included) and return the output shapes;
   * ``_check_input_shapes(shapes)``: validate a new input shape once per distinct shape;
-  * ``_forward(xs, training)`` -> list of outputs; ``_backward(dys)`` from a list of output
-    gradients (an entry may be dL/d(logits) when ``_fused[k]`` marks that output as fused
-    with its loss: then the output layer's ``backward_preactivation`` is used);
-  * ``_output_layers()``: the layer producing each output.
+  * ``_n_calls()``: how many layer calls one forward pass makes (one ``CallContext`` each);
+  * ``_forward(xs, training, ctxs)`` -> list of outputs; ``_backward(dys, ctxs)`` from a list
+    of output gradients (an entry may be dL/d(logits) when ``_fused[k]`` marks that output as
+    fused with its loss: then the output layer's ``backward_preactivation`` is used);
+  * ``_output_layers()``: the layer producing each output; ``_output_calls()``: the index of
+    that call among the contexts;
+  * ``_input_grad_flags()``: per call, whether anybody reads its dL/dx (False for calls that
+    read model inputs only).
+
+Per-call state. Everything a forward pass keeps for its backward lives in a set of contexts
+(one per layer call) that the model owns, never on the layers. Training uses one set; each
+running ``predict`` takes a set from a pool and returns it, so several threads can predict with
+one model at once. fit, evaluate and the per-batch methods share optimizer, metric and loss
+state and hold the model's lock: calls from several threads run one after the other.
 
 The training step: forward, loss value and gradient in one kernel (softmax or sigmoid outputs
 are fused with cross-entropy, working on logits), backward, weight penalties, then one fused
 optimizer kernel over a flat buffer that holds every trainable weight (layers' weights are
 rebound to views of it). Per-batch arrays are gathered into buffers kept between steps.
 """
+import functools
 import math
+import threading
 import time
 
 import numpy as np
 
-from . import backend, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod, threads
+from . import backend, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod, saving, threads
 from ._kernels import optim as _optim_kernels
 from ._validation import as_float_array, check_finite, check_positive_int
 from .callbacks import CallbackList, History
+from .layers.context import CallContext
 from .utils.progbar import Progbar, format_logs
 
 
@@ -31,6 +44,16 @@ def _as_list(x):
     if x is None:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _holds_lock(method):
+    """Run the method under the model's lock: it uses the optimizer's, the metrics' and the
+    training contexts' state, which one call at a time may own."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 class Network:
@@ -49,6 +72,44 @@ class Network:
         self._seen_shapes = set()
         self._gather = {}
         self._grad_bufs = {}
+        self._lock = threading.RLock()  # fit/evaluate/train_on_batch: shared optimizer and metric state
+        self._reset_contexts()
+
+    # ================================================================ per-call state
+    def _reset_contexts(self):
+        """Forget every context set (the graph changed: calls were added or removed)."""
+        self._train_ctxs = None
+        self._ctx_pool = []
+
+    def _new_contexts(self):
+        ctxs = [CallContext() for _ in range(self._n_calls())]
+        for ctx, flag in zip(ctxs, self._input_grad_flags()):
+            ctx.need_input_grad = flag
+        return ctxs
+
+    def _training_contexts(self):
+        if self._train_ctxs is None:
+            self._train_ctxs = self._new_contexts()
+        return self._train_ctxs
+
+    def _take_contexts(self):
+        """A context set for one inference call; hand it back with ``_give_back``."""
+        try:
+            return self._ctx_pool.pop()  # atomic: two threads never get the same set
+        except IndexError:
+            return self._new_contexts()
+
+    def _give_back(self, ctxs):
+        if len(ctxs) == self._n_calls():
+            self._ctx_pool.append(ctxs)
+
+    def _infer(self, xs):
+        """Outputs of an inference pass on xs, with a context set of its own (thread-safe)."""
+        ctxs = self._take_contexts()
+        try:
+            return self._forward(xs, False, ctxs)
+        finally:
+            self._give_back(ctxs)
 
     # ================================================================ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
@@ -164,7 +225,7 @@ class Network:
         gradient buffer) so the optimizer runs one kernel per step. Re-packed when the set of
         trainable weights changes (a layer frozen or unfrozen); optimizer state follows."""
         entries = [(layer, i) for layer in self._graph_layers() if layer.trainable
-                   for i, t in enumerate(layer._weight_trainable) if t]
+                   for i, p in enumerate(layer._params) if p.trainable]
         key = tuple((id(layer), i) for layer, i in entries)
         if key == self._pack_key and self._params is not None:
             return
@@ -173,16 +234,16 @@ class Network:
             raise ValueError(f"{type(self).__name__} '{self.name}': all trainable layers must share one dtype, "
                              f"found {sorted(d.name for d in dtypes)}")
         dtype = dtypes.pop() if dtypes else np.dtype(backend.floatx())
-        total = sum(layer._weights[i].size for layer, i in entries)
+        total = sum(layer._params[i].value.size for layer, i in entries)
         params = np.empty(total, dtype=dtype)
         grads = np.zeros(total, dtype=dtype)
         layout, segments, off = {}, [], 0
         for layer, i in entries:
-            w = layer._weights[i]
-            n = w.size
+            p = layer._params[i]
+            w, n = p.value, p.value.size
             params[off:off + n] = w.reshape(-1)
-            layer._weights[i] = params[off:off + n].reshape(w.shape)
-            layer._grads[i] = grads[off:off + n].reshape(w.shape)
+            p.value = params[off:off + n].reshape(w.shape)
+            p.grad = grads[off:off + n].reshape(w.shape)
             layout[(layer.name, i)] = (off, n)
             segments.append((off, n))
             off += n
@@ -209,7 +270,9 @@ class Network:
                 raise ValueError(f"{who}: all inputs must have the same number of samples, received "
                                  f"{[a.shape[0] for a in xs]}")
         if not self.built:
-            self.build([(None,) + a.shape[1:] for a in xs])
+            with self._lock:  # two first predict calls from two threads build once
+                if not self.built:
+                    self.build([(None,) + a.shape[1:] for a in xs])
         self._check_new_shapes([a.shape for a in xs])
         return xs
 
@@ -239,12 +302,12 @@ class Network:
         length, say) it is read off an inference pass on the first sample."""
         shapes = self.output_shapes
         if any(s is None for shape in shapes for s in shape[1:]) and xs[0].shape[0] > 0:
-            shapes = [o.shape for o in self._forward([a[:1] for a in xs], training=False)]
+            shapes = [o.shape for o in self._infer([a[:1] for a in xs])]
         return shapes
 
     def _dtype(self):
         for layer in self._graph_layers():
-            if layer.built and layer._weights:
+            if layer.built and layer._params:
                 return layer.dtype
         layers = self.layers
         return layers[0].dtype if layers else np.dtype(backend.floatx())
@@ -284,12 +347,13 @@ class Network:
         return None if sw is None else np.ascontiguousarray(sw, dtype=self._dtype())
 
     # ================================================================ one step
-    def _step_losses(self, outs, ys, sw, want_grad):
+    def _step_losses(self, outs, ys, sw, want_grad, ctxs):
         """Total loss (weighted over outputs) and, when want_grad, the gradient per output."""
         total, grads = 0.0, []
+        calls = self._output_calls()
         for k, (out, yk, loss) in enumerate(zip(outs, ys, self._losses)):
             code = self._fused[k]
-            pred = self._output_layers()[k].logits.reshape(out.shape) if code is not None else out
+            pred = ctxs[calls[k]].logits.reshape(out.shape) if code is not None else out
             g = None
             if want_grad:
                 # one buffer per shape: full batches and an epoch's last, shorter one each keep theirs
@@ -309,16 +373,17 @@ class Network:
     def _train_step(self, xs, ys, sw, apply=True, accumulate=False, grad_scale=1.0):
         """Forward and backward on one batch; apply the optimizer unless ``apply`` is False
         (gradient accumulation). Returns the loss including weight penalties."""
-        outs = self._forward(xs, training=True)
-        value, grads = self._step_losses(outs, ys, sw, want_grad=True)
-        for layer in self._graph_layers():
-            layer.accumulate_grads = accumulate
-        self._backward(grads)
+        ctxs = self._training_contexts()
+        outs = self._forward(xs, True, ctxs)
+        value, grads = self._step_losses(outs, ys, sw, True, ctxs)
+        for ctx in ctxs:
+            ctx.accumulate = accumulate
+        self._backward(grads, ctxs)
         if apply and grad_scale != 1.0:  # mean of the accumulated batch gradients
             _optim_kernels.scale(self._flat_grads, grad_scale, threads.get_num_threads())
         penalty = 0.0
         for layer in self._graph_layers():
-            if any(r is not None for r in layer._regularizers):
+            if layer.has_regularizers:
                 penalty += layer.regularization_penalty(add_gradients=apply)
         if apply:
             self.optimizer.apply(self._params, self._flat_grads, self._segments)
@@ -348,6 +413,7 @@ class Network:
             self._setup_losses()
 
     # ================================================================ fit
+    @_holds_lock
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
             gradient_accumulation_steps=1, check_finite_values=False):
@@ -401,7 +467,6 @@ class Network:
         cbs = CallbackList(_as_list(callbacks) + [self.history], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
         self.stop_training = False
-        self._set_input_grad_flags()
         cbs.on_train_begin()
         rng = backend.rng()
         step_in_group = 0
@@ -449,36 +514,30 @@ class Network:
         cbs.on_train_end()
         return self.history
 
-    def _set_input_grad_flags(self):
-        """The model's first layers need not compute dL/dx of the data."""
-        for layer in self._graph_layers():
-            layer.need_input_grad = True
-        for layer in self._input_consumers():
-            layer.need_input_grad = False
-
     # ================================================================ evaluate / predict
     def _evaluate_arrays(self, xs, ys, sw, batch_size, callbacks=None):
+        ctxs = self._training_contexts()  # the model's lock is held: no training step runs meanwhile
         self._reset_metrics()
         n = xs[0].shape[0]
         total = 0.0
         # the weights do not change while evaluating: their penalty is one number
-        penalty = sum(layer.regularization_penalty() for layer in self._graph_layers()
-                      if any(r is not None for r in layer._regularizers))
+        penalty = sum(layer.regularization_penalty() for layer in self._graph_layers() if layer.has_regularizers)
         for b, start in enumerate(range(0, n, batch_size)):
             sl = slice(start, start + batch_size)
             if callbacks:
                 callbacks.on_test_batch_begin(b)
             xb = [np.ascontiguousarray(a[sl]) for a in xs]
-            outs = self._forward(xb, training=False)
+            outs = self._forward(xb, False, ctxs)
             yb = [a[sl] for a in ys]
             swb = None if sw is None else np.ascontiguousarray(sw[sl])
-            value, _ = self._step_losses(outs, yb, swb, want_grad=False)
+            value, _ = self._step_losses(outs, yb, swb, False, ctxs)
             total += (value + penalty) * xb[0].shape[0]
             self._update_metrics(yb, outs, swb)
             if callbacks:
                 callbacks.on_test_batch_end(b)
         return {"loss": total / max(n, 1), **self._metric_logs()}
 
+    @_holds_lock
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, sample_weight=None, return_dict=False,
                  callbacks=None):
         """Loss (and metrics) on (x, y): a float, a list [loss, *metrics], or a dict."""
@@ -506,23 +565,33 @@ class Network:
         cbs = CallbackList(_as_list(callbacks), self, {"verbose": verbose})
         cbs.on_predict_begin()
         results = None
-        for start in range(0, n, batch_size):
-            sl = slice(start, start + batch_size)
-            outs = self._forward([np.ascontiguousarray(a[sl]) for a in xs], training=False)
-            if results is None:
-                results = [np.empty((n,) + o.shape[1:], dtype=o.dtype) for o in outs]
-            for r, o in zip(results, outs):
-                r[sl] = o
+        ctxs = self._take_contexts()
+        try:
+            for start in range(0, n, batch_size):
+                sl = slice(start, start + batch_size)
+                outs = self._forward([np.ascontiguousarray(a[sl]) for a in xs], False, ctxs)
+                if results is None:
+                    results = [np.empty((n,) + o.shape[1:], dtype=o.dtype) for o in outs]
+                for r, o in zip(results, outs):
+                    r[sl] = o
+        finally:
+            self._give_back(ctxs)
         cbs.on_predict_end()
         if results is None:
             results = [np.empty((0,) + tuple(s[1:]), dtype=self._dtype()) for s in self.output_shapes]
         return results[0] if len(results) == 1 else results
 
     def __call__(self, x, training=False):
-        out = self._forward(self._standardize_x(x, "call"), training=training)
+        xs = self._standardize_x(x, "call")
+        if training:
+            with self._lock:
+                out = self._forward(xs, True, self._training_contexts())
+        else:
+            out = self._infer(xs)
         out = [o.copy() for o in out]
         return out[0] if len(out) == 1 else out
 
+    @_holds_lock
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns its loss (and metrics)."""
         xs = self._standardize_x(x, "train_on_batch")
@@ -530,7 +599,6 @@ class Network:
         ys = self._standardize_y(y, xs, "train_on_batch")
         sw = self._sample_weights(ys, sample_weight, class_weight, xs[0].shape[0])
         self._pack_parameters()
-        self._set_input_grad_flags()
         self._reset_metrics()
         value = self._train_step(xs, ys, sw)
         logs = {"loss": value, **self._metric_logs()}
@@ -584,16 +652,13 @@ class Network:
     def save(self, path):
         """Write the model (config, weights, compile settings, optimizer state) to one file;
         ``cydnn.load_model(path)`` rebuilds it ready to resume training."""
-        from . import saving
         saving.save_model(self, path)
 
     def save_weights(self, path):
         """Write only the weights, by layer name (e.g. ``model.save_weights('m.weights.npz')``)."""
-        from . import saving
         saving.save_weights(self, path)
 
     def load_weights(self, path, skip_mismatch=False, by_name=True):
         """Load weights written by save_weights (or save): by layer name, or by position with
         ``by_name=False``; ``skip_mismatch`` skips (with a warning) layers whose shapes differ."""
-        from . import saving
         saving.load_weights(self, path, skip_mismatch=skip_mismatch, by_name=by_name)

@@ -1,4 +1,5 @@
 """cydnn layers (Keras names). Every layer follows the protocol in base.py."""
+from .. import registry
 from .base import Layer
 from .core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from .activation_layers import ELU, LeakyReLU, Maxout, PReLU, ReLU, Softmax
@@ -14,3 +15,9 @@ from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, 
                     dot, maximum, minimum, multiply, subtract)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .wrappers import Bidirectional
+
+# every public layer class (and alias) resolvable by its Keras name, for loading saved models
+for _name, _obj in list(globals().items()):
+    if isinstance(_obj, type) and issubclass(_obj, Layer):
+        registry.add("layer", _name, _obj)
+del _name, _obj

@@ -41,26 +41,28 @@ class PReLU(Layer):
         from .._validation import check_shape
         check_shape(x, self.input_shape, describe(self))
 
-    def forward(self, x, training=False):
-        self._x = x
-        y = self.buffer("y", x.shape)
-        np.multiply(x, self._weights[0], out=y)
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.x = x
+        y = ctx.buffer("y", x.shape, self.dtype)
+        np.multiply(x, self._params[0].value, out=y)
         np.copyto(y, x, where=x > 0)
         return y
 
-    def backward(self, dy):
-        x, alpha = self._x, self._weights[0]
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        x, alpha = ctx.x, self._params[0].value
         neg = x <= 0
         if self.trainable:
             contrib = np.where(neg, dy * x, 0)
             g = contrib.sum(axis=self._reduce_axes, keepdims=True)[0]
-            if self.accumulate_grads:
-                self._grads[0] += g
+            if ctx.accumulate:
+                self._params[0].grad += g
             else:
-                self._grads[0][...] = g
-        if not self.need_input_grad:
+                self._params[0].grad[...] = g
+        if not ctx.need_input_grad:
             return None
-        dx = self.buffer("dx", dy.shape)
+        dx = ctx.buffer("dx", dy.shape, self.dtype)
         np.multiply(dy, alpha, out=dx)
         np.copyto(dx, dy, where=~neg)
         return dx
@@ -102,27 +104,29 @@ class Maxout(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         rows, n = x.shape[0], self.units * self.pieces
-        z = self.buffer("z", (rows, n))
-        _dense.dense_forward(x, self._weights[0], self._weights[1] if self.use_bias else None, z, z,
+        z = ctx.buffer("z", (rows, n), self.dtype)
+        _dense.dense_forward(x, self._params[0].value, self._params[1].value if self.use_bias else None, z, z,
                              activations.LINEAR_CODE, 0.0, threads.get_num_threads())
         z3 = z.reshape(rows, self.units, self.pieces)
-        self._x = x
-        self._arg = np.argmax(z3, axis=2)[..., None]
-        return np.take_along_axis(z3, self._arg, axis=2)[..., 0]
+        ctx.x = x
+        ctx.arg = np.argmax(z3, axis=2)[..., None]
+        return np.take_along_axis(z3, ctx.arg, axis=2)[..., 0]
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
         rows = dy.shape[0]
-        dz = self.buffer("dz", (rows, self.units * self.pieces))
+        dz = ctx.buffer("dz", (rows, self.units * self.pieces), self.dtype)
         dz.fill(0)
-        np.put_along_axis(dz.reshape(rows, self.units, self.pieces), self._arg, np.asarray(dy)[..., None], axis=2)
-        dx = self.buffer("dx", self._x.shape) if self.need_input_grad else None
+        np.put_along_axis(dz.reshape(rows, self.units, self.pieces), ctx.arg, np.asarray(dy)[..., None], axis=2)
+        dx = ctx.buffer("dx", ctx.x.shape, self.dtype) if ctx.need_input_grad else None
         train = self.trainable
-        _dense.dense_backward(self._x, self._weights[0], dz, dz, dz, dz,
-                              self._grads[0] if train else None,
-                              self._grads[1] if (train and self.use_bias) else None,
-                              dx, activations.LINEAR_CODE, 0.0, self.accumulate_grads,
+        _dense.dense_backward(ctx.x, self._params[0].value, dz, dz, dz, dz,
+                              self._params[0].grad if train else None,
+                              self._params[1].grad if (train and self.use_bias) else None,
+                              dx, activations.LINEAR_CODE, 0.0, ctx.accumulate,
                               threads.get_num_threads())
         return dx
 

@@ -9,8 +9,8 @@ Attention and AdditiveAttention follow Keras: they are called on a list ``[query
     weights = softmax(scores - 1e9 * masked)         over the value steps
     output = weights @ value                         (batch, Tq, value_dim)
 
-``backward(dy)`` returns the list of input gradients in the same order as the inputs (the
-multi-input protocol of layers/merge.py, so they work in functional models). Masks
+``backward(dy, ctx=None)`` returns the list of input gradients in the same order as the inputs
+(the multi-input protocol of layers/merge.py, so they work in functional models). Masks
 (``mask=[query_mask, value_mask]``, each (batch, steps) booleans or None) hide value steps from
 the softmax and zero the output at masked query steps. Scores, softmax and the weighted sum run
 in one compiled kernel per batch element (csrc/attention.pyx).
@@ -129,29 +129,22 @@ class _BaseDenseAttention(Layer):
             self.ensure_built([x.shape for x in xs])
         else:
             self.check_input(xs)
-        saved = self.return_attention_scores, self.use_causal_mask
-        try:
-            if return_attention_scores is not None:
-                self.return_attention_scores = bool(return_attention_scores)
-            if use_causal_mask is not None:
-                self.use_causal_mask = bool(use_causal_mask)
-            y = self.forward(xs, training=training, mask=mask)
-        finally:
-            self.return_attention_scores, self.use_causal_mask = saved
+        y = self.forward(xs, training=training, mask=mask, return_attention_scores=return_attention_scores,
+                         use_causal_mask=use_causal_mask)
         return [a.copy() for a in y] if isinstance(y, list) else y.copy()
 
     def _score_params(self):
         """(mode, scale, w, outer) for the kernel."""
         raise NotImplementedError
 
-    def _mask_u8(self, key, m, shape, what):
+    def _mask_u8(self, ctx, key, m, shape, what):
         if m is None:
             return None
         m = np.asarray(m)
         if m.shape != shape:
             raise ValueError(f"{describe(self)}: expected a {what} mask of shape {shape} (batch, steps), "
                              f"received shape {m.shape}")
-        buf = self.buffer(key, shape, np.uint8)
+        buf = ctx.buffer(key, shape, np.uint8)
         np.not_equal(m, 0, out=buf, casting="unsafe")
         return buf
 
@@ -159,7 +152,15 @@ class _BaseDenseAttention(Layer):
         raise ValueError(f"{describe(self)}: expected a list of inputs [query, value] or [query, value, key], "
                          f"received a single array of shape {_fmt(np.shape(x))}")
 
-    def forward(self, xs, training=False, mask=None):
+    def forward(self, xs, training=False, mask=None, return_attention_scores=None, use_causal_mask=None,
+                ctx=None):
+        """``return_attention_scores`` and ``use_causal_mask``, when given, override the layer's
+        settings for this call."""
+        ctx = self.context(ctx)
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        if use_causal_mask is None:
+            use_causal_mask = self.use_causal_mask
         if not isinstance(xs, (list, tuple)):
             self._not_a_list(xs)
         if len(xs) not in (2, 3):
@@ -174,78 +175,81 @@ class _BaseDenseAttention(Layer):
         if masks is None:
             raise ValueError(f"{describe(self)}: expected mask=[query_mask, value_mask], received a single array")
         b, tq, tv = q.shape[0], q.shape[1], v.shape[1]
-        qmask = self._mask_u8("qmask", masks[0] if masks else None, (b, tq), "query")
-        vmask = self._mask_u8("vmask", masks[1] if len(masks) > 1 else None, (b, tv), "value")
+        qmask = self._mask_u8(ctx, "qmask", masks[0] if masks else None, (b, tq), "query")
+        vmask = self._mask_u8(ctx, "vmask", masks[1] if len(masks) > 1 else None, (b, tv), "value")
 
         drop = dropped = None
         if training and self.dropout > 0:
-            drop = self.buffer("drop", (b, tq, tv))
-            (self._rng or backend.rng()).random(out=drop)
+            drop = ctx.buffer("drop", (b, tq, tv), self.dtype)
+            (self._rng or backend.rng()).random(dtype=drop.dtype, out=drop)
             np.greater_equal(drop, self.dropout, out=drop, casting="unsafe")  # keep with prob 1 - rate
             drop *= 1.0 / (1.0 - self.dropout)
-            dropped = self.buffer("dropped", (b, tq, tv))
-        scores = self.buffer("scores", (b, tq, tv))
-        attn = self.buffer("attn", (b, tq, tv))
-        out = self.buffer("out", (b, tq, v.shape[2]))
+            dropped = ctx.buffer("dropped", (b, tq, tv), self.dtype)
+        scores = ctx.buffer("scores", (b, tq, tv), self.dtype)
+        attn = ctx.buffer("attn", (b, tq, tv), self.dtype)
+        out = ctx.buffer("out", (b, tq, v.shape[2]), self.dtype)
         mode, scale, w, outer = self._score_params()
         work = None
         if mode == _ADDITIVE:
-            work = self.buffer("work", (b, q.shape[2]))
-            w = self._ones(q.shape[2]) if w is None else w
-        _attention.attention_forward(q, k, v, mode, scale, w, outer, vmask, self.use_causal_mask, drop,
+            work = ctx.buffer("work", (b, q.shape[2]), self.dtype)
+            w = self._ones(ctx, q.shape[2]) if w is None else w
+        _attention.attention_forward(q, k, v, mode, scale, w, outer, vmask, bool(use_causal_mask), drop,
                                      scores, attn, dropped, out, work, threads.get_num_threads())
         if qmask is not None:
             out *= qmask[:, :, None]
-        self._saved = (q, k, v, len(xs) == 3, qmask, drop, dropped)
-        return [out, attn] if self.return_attention_scores else out
+        ctx.q, ctx.k, ctx.v, ctx.key_given, ctx.qmask = q, k, v, len(xs) == 3, qmask
+        ctx.drop, ctx.dropped, ctx.scores, ctx.attn = drop, dropped, scores, attn
+        return [out, attn] if return_attention_scores else out
 
-    def backward(self, dy):
-        q, k, v, key_given, qmask, drop, dropped = self._saved
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        q, k, v, qmask = ctx.q, ctx.k, ctx.v, ctx.qmask
         dattn = None
         if isinstance(dy, (list, tuple)):
             dy, dattn = dy[0], (dy[1] if len(dy) > 1 else None)
         dout = np.ascontiguousarray(dy, dtype=self.dtype)
         if qmask is not None:  # masked query steps output 0
-            dout = np.multiply(dout, qmask[:, :, None], out=self.buffer("dout", dout.shape))
+            dout = np.multiply(dout, qmask[:, :, None], out=ctx.buffer("dout", dout.shape, self.dtype))
         if dattn is not None:
             dattn = np.ascontiguousarray(dattn, dtype=self.dtype)
         b, tq, tv = q.shape[0], q.shape[1], v.shape[1]
-        ds = self.buffer("ds", (b, tq, tv))
-        dq = self.buffer("dq", q.shape)
-        dk = self.buffer("dk", k.shape)
-        dv = self.buffer("dv", v.shape)
+        ds = ctx.buffer("ds", (b, tq, tv), self.dtype)
+        dq = ctx.buffer("dq", q.shape, self.dtype)
+        dk = ctx.buffer("dk", k.shape, self.dtype)
+        dv = ctx.buffer("dv", v.shape, self.dtype)
         mode, scale, w, outer = self._score_params()
         d = q.shape[2]
         if mode == _ADDITIVE:
-            w = self._ones(d) if w is None else w
-        dparams = self.buffer("dparams", (b, 1 if mode == _DOT else 2 * d))
-        dsum = self.buffer("dparams_sum", (1 if mode == _DOT else d + 2,))
-        _attention.attention_backward(q, k, v, mode, scale, w, outer, drop, self._buffers["scores"],
-                                      self._buffers["attn"], dropped, dout, dattn, ds, dq, dk, dv,
-                                      dparams, dsum, threads.get_num_threads())
+            w = self._ones(ctx, d) if w is None else w
+        dparams = ctx.buffer("dparams", (b, 1 if mode == _DOT else 2 * d), self.dtype)
+        dsum = ctx.buffer("dparams_sum", (1 if mode == _DOT else d + 2,), self.dtype)
+        _attention.attention_backward(q, k, v, mode, scale, w, outer, ctx.drop, ctx.scores, ctx.attn,
+                                      ctx.dropped, dout, dattn, ds, dq, dk, dv, dparams, dsum,
+                                      threads.get_num_threads())
         if self.trainable:
-            self._store_param_grads(dsum)
-        if not self.need_input_grad:
-            return [None] * (3 if key_given else 2)
-        if key_given:
+            self._store_param_grads(ctx, dsum)
+        if not ctx.need_input_grad:
+            return [None] * (3 if ctx.key_given else 2)
+        if ctx.key_given:
             return [dq, dv, dk]
         dv += dk  # the value served as the key too
         return [dq, dv]
 
-    def _store_param_grads(self, dsum):
+    def _store_param_grads(self, ctx, dsum):
         raise NotImplementedError
 
-    def _ones(self, d):
-        ones = self._buffers.get("ones")
+    def _ones(self, ctx, d):
+        """Unit score weights (an additive score without a learned scale), kept in ctx."""
+        ones = getattr(ctx, "ones", None)
         if ones is None or ones.shape != (d,) or ones.dtype != self.dtype:
-            ones = self._buffers["ones"] = np.ones(d, dtype=self.dtype)
+            ones = ctx.ones = np.ones(d, dtype=self.dtype)
         return ones
 
-    def _set_grad(self, i, value):
-        g = self._grads[i]
+    def _set_grad(self, ctx, i, value):
+        g = self._params[i].grad
         if g is None:
             return
-        if self.accumulate_grads:
+        if ctx.accumulate:
             g += value
         else:
             g[...] = value
@@ -291,35 +295,35 @@ class Attention(_BaseDenseAttention):
     def build(self, input_shape):
         self._scale_index = self._concat_index = None
         if self.use_scale:
-            self._scale_index = len(self._weights)
+            self._scale_index = len(self._params)
             self.add_weight("scale", (), "ones")
         if self.score_mode == "concat":
-            self._concat_index = len(self._weights)
+            self._concat_index = len(self._params)
             self.add_weight("concat_score_weight", (), "ones")
 
     @property
     def scale(self):
-        return None if self._scale_index is None else self._weights[self._scale_index]
+        return None if self._scale_index is None else self._params[self._scale_index].value
 
     @property
     def concat_score_weight(self):
-        return None if self._concat_index is None else self._weights[self._concat_index]
+        return None if self._concat_index is None else self._params[self._concat_index].value
 
     def _score_params(self):
-        scale = 1.0 if self._scale_index is None else float(self._weights[self._scale_index])
+        scale = 1.0 if self._scale_index is None else float(self.scale)
         if self.score_mode == "dot":
             return _DOT, scale, None, 1.0
-        return _ADDITIVE, scale, None, float(self._weights[self._concat_index])
+        return _ADDITIVE, scale, None, float(self.concat_score_weight)
 
-    def _store_param_grads(self, dsum):
+    def _store_param_grads(self, ctx, dsum):
         if self.score_mode == "dot":
             if self._scale_index is not None:
-                self._set_grad(self._scale_index, dsum[0])
+                self._set_grad(ctx, self._scale_index, dsum[0])
         else:
             d = dsum.shape[0] - 2
             if self._scale_index is not None:
-                self._set_grad(self._scale_index, dsum[d])
-            self._set_grad(self._concat_index, dsum[d + 1])
+                self._set_grad(ctx, self._scale_index, dsum[d])
+            self._set_grad(ctx, self._concat_index, dsum[d + 1])
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode}
@@ -349,14 +353,14 @@ class AdditiveAttention(_BaseDenseAttention):
 
     @property
     def scale(self):
-        return self._weights[0] if self.use_scale else None
+        return self._params[0].value if self.use_scale else None
 
     def _score_params(self):
-        return _ADDITIVE, 1.0, (self._weights[0] if self.use_scale else None), 1.0
+        return _ADDITIVE, 1.0, self.scale, 1.0
 
-    def _store_param_grads(self, dsum):
+    def _store_param_grads(self, ctx, dsum):
         if self.use_scale:
-            self._set_grad(0, dsum[:dsum.shape[0] - 2])
+            self._set_grad(ctx, 0, dsum[:dsum.shape[0] - 2])
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale}
@@ -372,7 +376,8 @@ class AttentionPooling(Layer):
         output  sum_t a_t h_t                           (batch, features)
 
     Use after ``LSTM(..., return_sequences=True)`` in a Sequential model. The weights of the
-    last forward pass are kept in ``last_attention_scores`` (batch, time) for inspection.
+    last forward pass (a direct call or a model's) are in ``last_attention_scores`` (batch,
+    time) for inspection.
 
     Args:
         units: size of the key projection; None scores the steps themselves (query of size
@@ -407,6 +412,7 @@ class AttentionPooling(Layer):
         # tanh keys: applied by a vectorized kernel of csrc/attention.pyx (the dense kernel's
         # fused tanh is libm's, one element at a time: 15 of the 18 ms of a b64 t100 f64 step)
         self._fast_tanh = self.activation.name == "tanh"
+        self._last_ctx = None
 
     def validate_input_shape(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
@@ -429,91 +435,98 @@ class AttentionPooling(Layer):
 
     @property
     def query(self):
-        return self._weights[-1]
+        return self._params[-1].value
 
     @property
     def last_attention_scores(self):
         """(batch, time) attention weights of the last forward pass."""
-        attn = self._buffers.get("attn")
+        attn = None if self._last_ctx is None else getattr(self._last_ctx, "attn", None)
         return None if attn is None else attn[:, 0, :].copy()
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None, ctx=None):
+        ctx = self.context(ctx)
         b, t, f = x.shape
         if t == 0:
             raise ValueError(f"{describe(self)}: expected at least one time step, received shape {x.shape}")
         nt = threads.get_num_threads()
         if self.units is not None:
             x2 = x.reshape(b * t, f)
-            z = self.buffer("z", (b * t, self.units))
-            u = z if self.activation.code == activations.LINEAR_CODE else self.buffer("u", (b * t, self.units))
-            bias = self._weights[1] if self.use_bias else None
+            z = ctx.buffer("z", (b * t, self.units), self.dtype)
+            u = z if self.activation.code == activations.LINEAR_CODE else \
+                ctx.buffer("u", (b * t, self.units), self.dtype)
+            bias = self._params[1].value if self.use_bias else None
+            kernel = self._params[0].value
             if self._fast_tanh:  # the projection in the dense kernel, the tanh vectorized here
-                _dense.dense_forward(x2, self._weights[0], bias, z, z, activations.LINEAR_CODE, 0.0, nt)
+                _dense.dense_forward(x2, kernel, bias, z, z, activations.LINEAR_CODE, 0.0, nt)
                 _attention.tanh_forward(z.reshape(-1), u.reshape(-1), nt)
             else:
-                _dense.dense_forward(x2, self._weights[0], bias, z, u, self.activation.code,
-                                     self.activation.alpha, nt)
+                _dense.dense_forward(x2, kernel, bias, z, u, self.activation.code, self.activation.alpha, nt)
             keys = u.reshape(b, t, self.units)
-            self._proj = (x2, z, u)
+            ctx.proj = (x2, z, u)
         else:
             keys = x
         d = keys.shape[2]
-        q = self.buffer("q", (b, 1, d))
-        q[...] = self._weights[-1]  # the learned query, one copy per batch element
+        q = ctx.buffer("q", (b, 1, d), self.dtype)
+        q[...] = self.query  # the learned query, one copy per batch element
         vmask = None
         if mask is not None:
             m = np.asarray(mask)
             if m.shape != (b, t):
                 raise ValueError(f"{describe(self)}: expected a mask of shape {(b, t)} (batch, time), "
                                  f"received shape {m.shape}")
-            vmask = self.buffer("vmask", (b, t), np.uint8)
+            vmask = ctx.buffer("vmask", (b, t), np.uint8)
             np.not_equal(m, 0, out=vmask, casting="unsafe")
-        scores = self.buffer("scores", (b, 1, t))
-        attn = self.buffer("attn", (b, 1, t))
-        out = self.buffer("out", (b, 1, f))
+        scores = ctx.buffer("scores", (b, 1, t), self.dtype)
+        attn = ctx.buffer("attn", (b, 1, t), self.dtype)
+        out = ctx.buffer("out", (b, 1, f), self.dtype)
         _attention.attention_forward(q, keys, x, _DOT, 1.0, None, 1.0, vmask, False, None, scores, attn, None,
                                      out, None, nt)
-        self._saved = (x, keys, q)
+        ctx.x, ctx.keys, ctx.q, ctx.scores, ctx.attn = x, keys, q, scores, attn
+        # where the last weights are, for last_attention_scores only (inspection: no forward or
+        # backward reads it)
+        self._last_ctx = ctx
         return out.reshape(b, f)
 
-    def backward(self, dy):
-        x, keys, q = self._saved
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        x, keys, q = ctx.x, ctx.keys, ctx.q
         b, t, f = x.shape
         d = keys.shape[2]
         nt = threads.get_num_threads()
         dout = np.ascontiguousarray(dy, dtype=self.dtype).reshape(b, 1, f)
-        ds = self.buffer("ds", (b, 1, t))
-        dq = self.buffer("dq", (b, 1, d))
-        dk = self.buffer("dk", (b, t, d))
-        dv = self.buffer("dv", (b, t, f))
-        dparams = self.buffer("dparams", (b, 1))
-        dsum = self.buffer("dparams_sum", (1,))
-        _attention.attention_backward(q, keys, x, _DOT, 1.0, None, 1.0, None, self._buffers["scores"],
-                                      self._buffers["attn"], None, dout, None, ds, dq, dk, dv, dparams, dsum, nt)
+        ds = ctx.buffer("ds", (b, 1, t), self.dtype)
+        dq = ctx.buffer("dq", (b, 1, d), self.dtype)
+        dk = ctx.buffer("dk", (b, t, d), self.dtype)
+        dv = ctx.buffer("dv", (b, t, f), self.dtype)
+        dparams = ctx.buffer("dparams", (b, 1), self.dtype)
+        dsum = ctx.buffer("dparams_sum", (1,), self.dtype)
+        _attention.attention_backward(q, keys, x, _DOT, 1.0, None, 1.0, None, ctx.scores, ctx.attn, None,
+                                      dout, None, ds, dq, dk, dv, dparams, dsum, nt)
         train = self.trainable
         # gradient with respect to the query: summed over the batch (in batch order)
-        if train and self._grads[-1] is not None:
-            if self.accumulate_grads:
-                self._grads[-1] += dq[:, 0, :].sum(axis=0)
+        gq = self._params[-1].grad
+        if train and gq is not None:
+            if ctx.accumulate:
+                gq += dq[:, 0, :].sum(axis=0)
             else:
-                np.sum(dq[:, 0, :], axis=0, out=self._grads[-1])
+                np.sum(dq[:, 0, :], axis=0, out=gq)
         if self.units is None:
-            if not self.need_input_grad:
+            if not ctx.need_input_grad:
                 return None
             dv += dk  # the steps are both keys and values
             return dv
         # gradient through the key projection (kernel, bias and, into dx, the input)
-        x2, z, u = self._proj
+        x2, z, u = ctx.proj
         dk2 = dk.reshape(b * t, d)
         act = self.activation.code
         if self._fast_tanh:  # dL/dz here, then the dense kernel as linear
             _attention.tanh_backward(u.reshape(-1), dk2.reshape(-1), dk2.reshape(-1), nt)
             act = activations.LINEAR_CODE
-        dz = dk2 if act == activations.LINEAR_CODE else self.buffer("dz", dk2.shape)
-        dx = self.buffer("dx", (b * t, f)) if self.need_input_grad else None
-        _dense.dense_backward(x2, self._weights[0], z, u, dk2, dz, self._grads[0] if train else None,
-                              self._grads[1] if (train and self.use_bias) else None, dx, act,
-                              self.activation.alpha, self.accumulate_grads, nt)
+        dz = dk2 if act == activations.LINEAR_CODE else ctx.buffer("dz", dk2.shape, self.dtype)
+        dx = ctx.buffer("dx", (b * t, f), self.dtype) if ctx.need_input_grad else None
+        _dense.dense_backward(x2, self._params[0].value, z, u, dk2, dz, self._params[0].grad if train else None,
+                              self._params[1].grad if (train and self.use_bias) else None, dx, act,
+                              self.activation.alpha, ctx.accumulate, nt)
         if dx is None:
             return None
         dv += dx.reshape(b, t, f)

@@ -3,17 +3,22 @@
 A layer
   * checks and stores hyperparameters in ``__init__``;
   * creates its weights in ``build(input_shape)`` with ``add_weight`` (shapes include the batch
-    axis as None, as in Keras);
-  * computes ``forward(x, training)`` and ``backward(dy) -> dx`` with compiled kernels, writing
-    into buffers it keeps between steps (``self.buffer``), so a training step allocates nothing
-    once the batch size is stable. ``backward`` writes the weight gradients into ``grads``
-    (added to them when ``accumulate_grads`` is set) and may skip dx when
-    ``need_input_grad`` is False;
+    axis as None, as in Keras); each weight is a ``Parameter`` (value, gradient, regularizer,
+    trainable) in ``self._params``;
+  * computes ``forward(x, training, ctx=ctx)`` and ``backward(dy, ctx=ctx) -> dx`` with compiled
+    kernels. Everything a call keeps for its backward lives in ``ctx``, a ``CallContext`` owned
+    by the caller (context.py), never on the layer: so one layer can serve several calls of a
+    graph, and several threads, at once. Scratch and output arrays come from
+    ``ctx.buffer(key, shape, dtype)``, kept between steps, so a training step allocates nothing
+    once the batch size is stable. ``backward`` writes the weight gradients into each
+    parameter's ``grad`` (added to it when ``ctx.accumulate`` is set) and may skip dx when
+    ``ctx.need_input_grad`` is False. Without ``ctx`` (a direct call) the layer's own eager
+    context is used;
   * exposes ``weights`` and ``grads`` as aligned lists (``grads[i]`` is None for a
     non-trainable weight such as a moving mean), ``get_weights``/``set_weights`` in Keras
     shapes and order, and ``get_config`` for saving.
 
-Layers index their weights through ``self._weights[i]`` on every call and never keep other
+Layers read their weights through ``self._params[i].value`` on every call and never keep other
 references: a model may rebind them to views of one flat parameter buffer.
 """
 import re
@@ -23,6 +28,7 @@ import numpy as np
 
 from .. import backend, initializers, regularizers
 from .._validation import ShapeOnly, as_float_array, check_shape, describe
+from .context import CallContext, Parameter
 
 _name_counts = defaultdict(int)
 
@@ -61,11 +67,8 @@ class Layer:
         if input_dim is not None:
             input_shape = (input_dim,)
         self._declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
-        self._weights, self._grads, self._weight_names = [], [], []
-        self._weight_trainable, self._regularizers = [], []
-        self._buffers = {}
-        self.accumulate_grads = False
-        self.need_input_grad = True
+        self._params = []
+        self._eager_ctx = None
 
     # ----------------------------------------------------------------- weights
     def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True):
@@ -73,69 +76,74 @@ class Layer:
         shape = tuple(int(s) for s in shape)
         value = initializers.get(initializer)(shape, self.dtype)
         value = np.ascontiguousarray(value, dtype=self.dtype).reshape(shape)
-        self._weights.append(value)
-        self._grads.append(np.zeros_like(value) if trainable else None)
-        self._weight_names.append(name)
-        self._weight_trainable.append(bool(trainable))
-        self._regularizers.append(regularizers.get(regularizer))
+        self._params.append(Parameter(name, value, regularizers.get(regularizer), trainable))
         return value
 
     @property
+    def params(self):
+        """The layer's ``Parameter`` objects, in weight order."""
+        return list(self._params)
+
+    @property
     def weights(self):
-        return list(self._weights)
+        return [p.value for p in self._params]
 
     @property
     def grads(self):
-        return list(self._grads)
+        return [p.grad for p in self._params]
 
     @property
     def weight_names(self):
-        return list(self._weight_names)
+        return [p.name for p in self._params]
 
     @property
     def trainable_weights(self):
-        return [w for w, t in zip(self._weights, self._weight_trainable) if t and self.trainable]
+        return [p.value for p in self._params if p.trainable and self.trainable]
 
     @property
     def non_trainable_weights(self):
-        return [w for w, t in zip(self._weights, self._weight_trainable) if not (t and self.trainable)]
+        return [p.value for p in self._params if not (p.trainable and self.trainable)]
 
     def get_weights(self):
-        return [w.copy() for w in self._weights]
+        return [p.value.copy() for p in self._params]
 
     def set_weights(self, weights):
         """Copy values into the existing weights (same count, shapes in Keras order)."""
         weights = list(weights)
-        expected = ", ".join(f"{n} {w.shape}" for n, w in zip(self._weight_names, self._weights))
-        if len(weights) != len(self._weights):
-            raise ValueError(f"{describe(self)}: expected {len(self._weights)} weight arrays ({expected}), "
+        expected = ", ".join(f"{p.name} {p.value.shape}" for p in self._params)
+        if len(weights) != len(self._params):
+            raise ValueError(f"{describe(self)}: expected {len(self._params)} weight arrays ({expected}), "
                              f"received {len(weights)}")
-        for name, cur, new in zip(self._weight_names, self._weights, weights):
+        for p, new in zip(self._params, weights):
             new = np.asarray(new)
-            if new.shape != cur.shape:
-                raise ValueError(f"{describe(self)}: expected weight '{name}' of shape {cur.shape}, "
+            if new.shape != p.value.shape:
+                raise ValueError(f"{describe(self)}: expected weight '{p.name}' of shape {p.value.shape}, "
                                  f"received shape {new.shape}")
-        for cur, new in zip(self._weights, weights):
-            np.copyto(cur, np.asarray(new, dtype=cur.dtype))
+        for p, new in zip(self._params, weights):
+            np.copyto(p.value, np.asarray(new, dtype=p.value.dtype))
 
     def count_params(self):
-        return int(sum(w.size for w in self._weights))
+        return int(sum(p.value.size for p in self._params))
 
     def zero_grads(self):
-        for g in self._grads:
-            if g is not None:
-                g.fill(0)
+        for p in self._params:
+            if p.grad is not None:
+                p.grad.fill(0)
+
+    @property
+    def has_regularizers(self):
+        return any(p.regularizer is not None for p in self._params)
 
     def regularization_penalty(self, add_gradients=False):
         """Sum of this layer's weight penalties; with add_gradients, add their gradients too."""
         total = 0.0
-        for w, g, reg, t in zip(self._weights, self._grads, self._regularizers, self._weight_trainable):
-            if reg is None:
+        for p in self._params:
+            if p.regularizer is None:
                 continue
-            if add_gradients and t and self.trainable:
-                total += reg.add_gradient(w, g)
+            if add_gradients and p.trainable and self.trainable:
+                total += p.regularizer.add_gradient(p.value, p.grad)
             else:
-                total += reg(w)
+                total += p.regularizer(p.value)
         return total
 
     # ----------------------------------------------------------------- building
@@ -180,37 +188,50 @@ class Layer:
             self.ensure_built(x.shape)
         else:
             self.check_input(x)
-        y = self.forward(x, training=training)
+        y = self.forward(x, training=training)  # the eager context: layer.backward(dy) may follow
         return y.copy() if isinstance(y, np.ndarray) else y
 
     def compute_mask(self, x, mask=None):
         """The (batch, time) boolean mask of this layer's output, given its input's mask."""
         return mask if self.supports_masking else None
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         raise NotImplementedError
 
-    def buffer(self, key, shape, dtype=None):
-        """A scratch array kept between calls, reallocated only when its shape changes. The array
-        of the previous shape is kept as well, so an epoch's shorter last batch and the next
-        epoch's full batches alternate between two arrays instead of allocating each time."""
-        dtype = self.dtype if dtype is None else dtype
-        shape = tuple(shape)
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            spare_key = ("previous shape", key)
-            spare = self._buffers.get(spare_key)
-            if buf is not None:
-                self._buffers[spare_key] = buf
-            if spare is not None and spare.shape == shape and spare.dtype == dtype:
-                buf = spare
-            else:
-                buf = np.empty(shape, dtype=dtype)
-            self._buffers[key] = buf
-        return buf
+    # ----------------------------------------------------------------- per-call state
+    def context(self, ctx):
+        """The state of this call: the caller's context, or for a direct call the eager one."""
+        if ctx is not None:
+            return ctx
+        if self._eager_ctx is None:
+            self._eager_ctx = CallContext()
+        return self._eager_ctx
+
+    # The eager context's flags and logits, for direct use of a layer (tests, gradient checks):
+    # models set these on the contexts they own.
+    @property
+    def accumulate_grads(self):
+        return self.context(None).accumulate
+
+    @accumulate_grads.setter
+    def accumulate_grads(self, value):
+        self.context(None).accumulate = bool(value)
+
+    @property
+    def need_input_grad(self):
+        return self.context(None).need_input_grad
+
+    @need_input_grad.setter
+    def need_input_grad(self, value):
+        self.context(None).need_input_grad = bool(value)
+
+    @property
+    def logits(self):
+        """The pre-activation of the last direct call (for losses fused with softmax/sigmoid)."""
+        return self.context(None).logits
 
     # ----------------------------------------------------------------- config
     def get_config(self):

@@ -208,11 +208,11 @@ class _Conv(Layer):
 
     @property
     def kernel(self):
-        return self._weights[0]
+        return self._params[0].value
 
     @property
     def bias(self):
-        return self._weights[1] if self.use_bias else None
+        return self._params[1].value if self.use_bias else None
 
     def _geometry(self, shape):
         """Kernel arguments for an input of this shape (cached): the 2-D view and kernel geometry."""
@@ -254,45 +254,43 @@ class _Conv(Layer):
         return g
 
     # ----------------------------------------------------------------- running
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         g = self._geometry(x.shape)
         nt = threads.get_num_threads()
         x4 = x.reshape(g["x4"])
-        z = self.buffer("z", g["z4"])
-        y = z if self.activation.code == activations.LINEAR_CODE else self.buffer("y", g["z4"])
-        col = self.buffer("col", (nt, max(1, g["col"])))
-        _conv.conv2d_forward(x4, self._weights[0].reshape(g["kdim"], self.filters), self.bias, z, y, col,
+        z = ctx.buffer("z", g["z4"], self.dtype)
+        y = z if self.activation.code == activations.LINEAR_CODE else ctx.buffer("y", g["z4"], self.dtype)
+        col = ctx.buffer("col", (nt, max(1, g["col"])), self.dtype)
+        _conv.conv2d_forward(x4, self.kernel.reshape(g["kdim"], self.filters), self.bias, z, y, col,
                              *g["args"], g["chunk"], g["groups"], g["transposed"], g["direct"], self.activation.code,
                              self.activation.alpha, nt)
-        self._x4, self._z, self._y, self._g = x4, z, y, g
+        ctx.x4, ctx.z, ctx.y, ctx.g = x4, z, y, g
+        ctx.logits = z.reshape(g["out_shape"])  # the pre-activation, for losses fused with softmax/sigmoid
         return y.reshape(g["out_shape"])
 
-    @property
-    def logits(self):
-        """The pre-activation of the last forward pass (for losses fused with softmax/sigmoid)."""
-        return self._z.reshape(self._g["out_shape"])
+    def backward(self, dy, ctx=None):
+        return self._backward(self.context(ctx), dy, self.activation.code)
 
-    def backward(self, dy):
-        return self._backward(dy, self.activation.code)
-
-    def backward_preactivation(self, dz):
+    def backward_preactivation(self, dz, ctx=None):
         """Backward from dL/dz (the gradient before the activation), as fused losses provide."""
-        return self._backward(dz, activations.LINEAR_CODE)
+        return self._backward(self.context(ctx), dz, activations.LINEAR_CODE)
 
-    def _backward(self, dy, act):
-        g = self._g
+    def _backward(self, ctx, dy, act):
+        g = ctx.g
         nt = threads.get_num_threads()
         dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(g["z4"])
-        dz = dy if act == activations.LINEAR_CODE else self.buffer("dz", g["z4"])
-        dx = self.buffer("dx", g["x4"]) if self.need_input_grad else None
+        dz = dy if act == activations.LINEAR_CODE else ctx.buffer("dz", g["z4"], self.dtype)
+        dx = ctx.buffer("dx", g["x4"], self.dtype) if ctx.need_input_grad else None
         train = self.trainable
         _conv.conv2d_backward(
-            self._x4, self._weights[0].reshape(g["kdim"], self.filters), self._z, self._y, dy, dz,
-            self._grads[0].reshape(g["kdim"], self.filters) if train else None,
-            self._grads[1] if (train and self.use_bias) else None, dx,
-            self.buffer("col", (nt, max(1, g["col"]))),
-            self.buffer("dw_part", (g["groups"], g["part"])), self.buffer("db_part", (g["groups"], self.filters)),
-            *g["args"], g["chunk"], g["transposed"], g["direct"], act, self.activation.alpha, self.accumulate_grads, nt)
+            ctx.x4, self.kernel.reshape(g["kdim"], self.filters), ctx.z, ctx.y, dy, dz,
+            self._params[0].grad.reshape(g["kdim"], self.filters) if train else None,
+            self._params[1].grad if (train and self.use_bias) else None, dx,
+            ctx.buffer("col", (nt, max(1, g["col"])), self.dtype),
+            ctx.buffer("dw_part", (g["groups"], g["part"]), self.dtype),
+            ctx.buffer("db_part", (g["groups"], self.filters), self.dtype),
+            *g["args"], g["chunk"], g["transposed"], g["direct"], act, self.activation.alpha, ctx.accumulate, nt)
         return None if dx is None else dx.reshape(self._x_shape_of(g))
 
     def _x_shape_of(self, g):
@@ -401,50 +399,49 @@ class DepthwiseConv2D(Layer):
 
     @property
     def depthwise_kernel(self):
-        return self._weights[0]
+        return self._params[0].value
 
     @property
     def bias(self):
-        return self._weights[1] if self.use_bias else None
+        return self._params[1].value if self.use_bias else None
 
     def _pads(self, shape):
         return [axis_padding(self.padding, a, shape[1 + a], self.kernel_size[a], self.strides[a],
                              self.dilation_rate[a]) for a in range(2)]
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         out_shape = (x.shape[0],) + self.compute_output_shape(x.shape)[1:]
         pads = self._pads(x.shape)
-        z = self.buffer("z", out_shape)
-        y = z if self.activation.code == activations.LINEAR_CODE else self.buffer("y", out_shape)
-        self._args = (self.strides[0], self.strides[1], pads[0][0], pads[1][0],
-                      self.dilation_rate[0], self.dilation_rate[1])
-        _conv.depthwise_conv2d_forward(x, self._weights[0], self.bias, z, y, *self._args,
+        z = ctx.buffer("z", out_shape, self.dtype)
+        y = z if self.activation.code == activations.LINEAR_CODE else ctx.buffer("y", out_shape, self.dtype)
+        ctx.args = (self.strides[0], self.strides[1], pads[0][0], pads[1][0],
+                    self.dilation_rate[0], self.dilation_rate[1])
+        _conv.depthwise_conv2d_forward(x, self.depthwise_kernel, self.bias, z, y, *ctx.args,
                                        self.activation.code, self.activation.alpha, threads.get_num_threads())
-        self._x, self._z, self._y = x, z, y
+        ctx.x, ctx.z, ctx.y = x, z, y
+        ctx.logits = z  # the pre-activation, for losses fused with softmax/sigmoid
         return y
 
-    @property
-    def logits(self):
-        return self._z
+    def backward(self, dy, ctx=None):
+        return self._backward(self.context(ctx), dy, self.activation.code)
 
-    def backward(self, dy):
-        return self._backward(dy, self.activation.code)
+    def backward_preactivation(self, dz, ctx=None):
+        return self._backward(self.context(ctx), dz, activations.LINEAR_CODE)
 
-    def backward_preactivation(self, dz):
-        return self._backward(dz, activations.LINEAR_CODE)
-
-    def _backward(self, dy, act):
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(self._z.shape)
-        dz = dy if act == activations.LINEAR_CODE else self.buffer("dz", dy.shape)
-        dx = self.buffer("dx", self._x.shape) if self.need_input_grad else None
+    def _backward(self, ctx, dy, act):
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.z.shape)
+        dz = dy if act == activations.LINEAR_CODE else ctx.buffer("dz", dy.shape, self.dtype)
+        dx = ctx.buffer("dx", ctx.x.shape, self.dtype) if ctx.need_input_grad else None
         train = self.trainable
-        size = self._weights[0].size
-        groups = _n_groups(self._x.shape[0], size, self.dtype.itemsize)
+        size = self.depthwise_kernel.size
+        groups = _n_groups(ctx.x.shape[0], size, self.dtype.itemsize)
         _conv.depthwise_conv2d_backward(
-            self._x, self._weights[0], self._z, self._y, dy, dz, self._grads[0] if train else None,
-            self._grads[1] if (train and self.use_bias) else None, dx,
-            self.buffer("dk_part", (groups, size)), self.buffer("db_part", (groups, self._z.shape[-1])),
-            *self._args, act, self.activation.alpha, self.accumulate_grads, threads.get_num_threads())
+            ctx.x, self.depthwise_kernel, ctx.z, ctx.y, dy, dz, self._params[0].grad if train else None,
+            self._params[1].grad if (train and self.use_bias) else None, dx,
+            ctx.buffer("dk_part", (groups, size), self.dtype),
+            ctx.buffer("db_part", (groups, ctx.z.shape[-1]), self.dtype),
+            *ctx.args, act, self.activation.alpha, ctx.accumulate, threads.get_num_threads())
         return dx
 
     def get_config(self):
@@ -481,9 +478,10 @@ class _ZeroPadding(Layer):
     def _interior(self, shape):
         return (slice(None),) + tuple(slice(a, a + s) for s, (a, _) in zip(shape[1:-1], self.padding)) + (slice(None),)
 
-    def forward(self, x, training=False):
-        self._shape = x.shape
-        y = self.buffer("y", (x.shape[0],) + self.compute_output_shape(x.shape)[1:])
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.x_shape = x.shape
+        y = ctx.buffer("y", (x.shape[0],) + self.compute_output_shape(x.shape)[1:], self.dtype)
         inner = self._interior(x.shape)
         # zero only the border, then copy the input inside it
         for axis, (a, b) in enumerate(self.padding, start=1):
@@ -494,11 +492,12 @@ class _ZeroPadding(Layer):
         y[inner] = x
         return y
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        dx = self.buffer("dx", self._shape)
-        np.copyto(dx, np.asarray(dy)[self._interior(self._shape)])
+        dx = ctx.buffer("dx", ctx.x_shape, self.dtype)
+        np.copyto(dx, np.asarray(dy)[self._interior(ctx.x_shape)])
         return dx
 
     def get_config(self):

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import activations, backend, initializers, regularizers, threads
 from .._kernels import dense as _dense
-from .._validation import check_fraction, check_positive_int, describe
+from .._validation import check_fraction, check_positive_int, check_shape, describe
 from .base import Layer
 
 
@@ -53,45 +53,43 @@ class Dense(Layer):
 
     @property
     def kernel(self):
-        return self._weights[0]
+        return self._params[0].value
 
     @property
     def bias(self):
-        return self._weights[1] if self.use_bias else None
+        return self._params[1].value if self.use_bias else None
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1])
         rows = x2.shape[0]
-        z = self.buffer("z", (rows, self.units))
-        y = z if self.activation.code == activations.LINEAR_CODE else self.buffer("y", (rows, self.units))
-        _dense.dense_forward(x2, self._weights[0], self.bias, z, y, self.activation.code,
+        z = ctx.buffer("z", (rows, self.units), self.dtype)
+        y = z if self.activation.code == activations.LINEAR_CODE else ctx.buffer("y", (rows, self.units), self.dtype)
+        _dense.dense_forward(x2, self.kernel, self.bias, z, y, self.activation.code,
                              self.activation.alpha, threads.get_num_threads())
-        self._x, self._z, self._y = x2, z, y
-        return y.reshape(self._x_shape[:-1] + (self.units,))
+        ctx.x, ctx.z, ctx.y = x2, z, y
+        ctx.logits = z  # the pre-activation, for losses fused with softmax/sigmoid
+        return y.reshape(ctx.x_shape[:-1] + (self.units,))
 
-    @property
-    def logits(self):
-        """The pre-activation of the last forward pass (for losses fused with softmax/sigmoid)."""
-        return self._z
+    def backward(self, dy, ctx=None):
+        return self._backward(self.context(ctx), np.ascontiguousarray(dy).reshape(-1, self.units),
+                              self.activation.code)
 
-    def backward(self, dy):
-        return self._backward(np.ascontiguousarray(dy).reshape(-1, self.units), self.activation.code)
-
-    def backward_preactivation(self, dz):
+    def backward_preactivation(self, dz, ctx=None):
         """Backward from dL/dz (the gradient before the activation), as fused losses provide."""
-        return self._backward(dz.reshape(-1, self.units), activations.LINEAR_CODE)
+        return self._backward(self.context(ctx), dz.reshape(-1, self.units), activations.LINEAR_CODE)
 
-    def _backward(self, dy, act):
-        dz = dy if act == activations.LINEAR_CODE else self.buffer("dz", dy.shape)
-        dx = self.buffer("dx", self._x.shape) if self.need_input_grad else None
+    def _backward(self, ctx, dy, act):
+        dz = dy if act == activations.LINEAR_CODE else ctx.buffer("dz", dy.shape, self.dtype)
+        dx = ctx.buffer("dx", ctx.x.shape, self.dtype) if ctx.need_input_grad else None
         train = self.trainable
-        _dense.dense_backward(self._x, self._weights[0], self._z, self._y, dy, dz,
-                              self._grads[0] if train else None,
-                              self._grads[1] if (train and self.use_bias) else None,
-                              dx, act, self.activation.alpha, self.accumulate_grads,
+        _dense.dense_backward(ctx.x, self.kernel, ctx.z, ctx.y, dy, dz,
+                              self._params[0].grad if train else None,
+                              self._params[1].grad if (train and self.use_bias) else None,
+                              dx, act, self.activation.alpha, ctx.accumulate,
                               threads.get_num_threads())
-        return None if dx is None else dx.reshape(self._x_shape)
+        return None if dx is None else dx.reshape(ctx.x_shape)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,
@@ -111,27 +109,25 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
 
-    def forward(self, x, training=False):
-        self._x = x
-        y = self.buffer("y", x.shape)
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        y = ctx.buffer("y", x.shape, self.dtype)
         self.activation.forward(x, y)
-        self._y = y
+        ctx.x, ctx.y = x, y
+        ctx.logits = x
         return y
 
-    @property
-    def logits(self):
-        return self._x
-
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
         dy = np.ascontiguousarray(dy)
-        if not self.need_input_grad:
+        if not ctx.need_input_grad:
             return None
-        dx = self.buffer("dx", dy.shape)
-        self.activation.backward(self._x, self._y, dy, dx)
+        dx = ctx.buffer("dx", dy.shape, self.dtype)
+        self.activation.backward(ctx.x, ctx.y, dy, dx)
         return dx
 
-    def backward_preactivation(self, dz):
-        return dz if self.need_input_grad else None
+    def backward_preactivation(self, dz, ctx=None):
+        return dz if self.context(ctx).need_input_grad else None
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}
@@ -153,28 +149,31 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
-    def forward(self, x, training=False):
-        self._active = training and self.rate > 0
-        if not self._active:
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.active = training and self.rate > 0
+        if not ctx.active:
             return x
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
-        mask = self.buffer("mask", shape)
+        mask = ctx.buffer("mask", shape, self.dtype)
         (self._rng or backend.rng()).random(dtype=mask.dtype, out=mask)
         # mask := (u >= rate) / (1 - rate), computed in place
         np.greater_equal(mask, self.rate, out=mask, casting="unsafe")
         mask *= 1.0 / (1.0 - self.rate)
-        y = self.buffer("y", x.shape)
+        y = ctx.buffer("y", x.shape, self.dtype)
         np.multiply(x, mask, out=y)
+        ctx.mask = mask
         return y
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        if not self._active:
+        if not ctx.active:
             return dy
-        dx = self.buffer("dx", dy.shape)
-        np.multiply(dy, self._buffers["mask"], out=dx)
+        dx = ctx.buffer("dx", dy.shape, self.dtype)
+        np.multiply(dy, ctx.mask, out=dx)
         return dx
 
     def get_config(self):
@@ -186,19 +185,19 @@ class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...); a view, no copy."""
 
     def check_input(self, x):
-        from .._validation import check_shape
         check_shape(x, self.input_shape, describe(self))
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
         return (input_shape[0], None if any(s is None for s in rest) else math.prod(rest))
 
-    def forward(self, x, training=False):
-        self._shape = x.shape
+    def forward(self, x, training=False, ctx=None):
+        self.context(ctx).x_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        return dy.reshape(self._shape) if self.need_input_grad else None
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        return dy.reshape(ctx.x_shape) if ctx.need_input_grad else None
 
 
 class Reshape(Layer):
@@ -212,7 +211,6 @@ class Reshape(Layer):
                              f"received target_shape={target_shape!r}")
 
     def check_input(self, x):
-        from .._validation import check_shape
         check_shape(x, self.input_shape, describe(self))
 
     def compute_output_shape(self, input_shape):
@@ -230,12 +228,13 @@ class Reshape(Layer):
                              f"({n} values per sample) to target_shape {self.target_shape}")
         return (input_shape[0],) + shape
 
-    def forward(self, x, training=False):
-        self._shape = x.shape
+    def forward(self, x, training=False, ctx=None):
+        self.context(ctx).x_shape = x.shape
         return x.reshape((x.shape[0],) + self.output_shape[1:])
 
-    def backward(self, dy):
-        return dy.reshape(self._shape) if self.need_input_grad else None
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        return dy.reshape(ctx.x_shape) if ctx.need_input_grad else None
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
@@ -253,14 +252,13 @@ class InputLayer(Layer):
         self.batch_size = batch_size
 
     def check_input(self, x):
-        from .._validation import check_shape
         check_shape(x, self._declared_input_shape, describe(self))
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
         return x
 
-    def backward(self, dy):
-        return dy if self.need_input_grad else None
+    def backward(self, dy, ctx=None):
+        return dy if self.context(ctx).need_input_grad else None
 
     def get_config(self):
         config = super().get_config()

@@ -70,7 +70,7 @@ class Embedding(Layer):
 
     @property
     def embeddings(self):
-        return self._weights[0]
+        return self._params[0].value
 
     # ------------------------------------------------------------------ running
     def __call__(self, x, training=False):
@@ -89,10 +89,10 @@ class Embedding(Layer):
             self.check_input(arr)
         return self.forward(arr, training=training).copy()
 
-    def _ids(self, x):
-        """x as int64 row indices in a buffer, after checking every id is an integer in range."""
+    def _ids(self, ctx, x):
+        """x as int64 row indices in a buffer of ctx, after checking every id is an integer in range."""
         x = np.asarray(x)
-        ids = self.buffer("ids", (x.size,), np.int64)
+        ids = ctx.buffer("ids", (x.size,), np.int64)
         flat = x.reshape(-1)
         if flat.size == 0:
             return ids
@@ -122,19 +122,20 @@ class Embedding(Layer):
         raise ValueError(f"{describe(self)}: expected ids in [0, {self.input_dim}) (input_dim={self.input_dim}), "
                          f"received id {value!r} at index {idx}")
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
-        ids = self._ids(x)
-        out = self.buffer("y", (ids.size, self.output_dim))
-        _embedding.embedding_forward(ids, self._weights[0], out, threads.get_num_threads())
-        self._ids_used = ids
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ids = self._ids(ctx, x)
+        out = ctx.buffer("y", (ids.size, self.output_dim), self.dtype)
+        _embedding.embedding_forward(ids, self.embeddings, out, threads.get_num_threads())
+        ctx.ids = ids
         return out.reshape(tuple(x.shape) + (self.output_dim,))
 
-    def backward(self, dy):
-        if self.trainable and self._grads[0] is not None:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        grad = self._params[0].grad
+        if self.trainable and grad is not None:
             dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self.output_dim)
-            _embedding.embedding_backward(self._ids_used, dy2, self._grads[0], self.accumulate_grads,
-                                          threads.get_num_threads())
+            _embedding.embedding_backward(ctx.ids, dy2, grad, ctx.accumulate, threads.get_num_threads())
         return None  # the ids have no gradient
 
     def compute_mask(self, x, mask=None):
@@ -181,25 +182,27 @@ class Masking(Layer):
     def check_input(self, x):
         check_shape(x, (None, None, self.input_shape[-1]), describe(self))
 
-    def _mask(self, x):
-        ne = self.buffer("ne", x.shape, np.bool_)
+    def _mask(self, ctx, x):
+        ne = ctx.buffer("ne", x.shape, np.bool_)
         np.not_equal(x, self.mask_value, out=ne)
-        keep = self.buffer("keep", x.shape[:2], np.bool_)
+        keep = ctx.buffer("keep", x.shape[:2], np.bool_)
         np.any(ne, axis=-1, out=keep)
         return keep
 
-    def forward(self, x, training=False):
-        keep = self._mask(x)
-        y = self.buffer("y", x.shape)
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        keep = self._mask(ctx, x)
+        y = ctx.buffer("y", x.shape, self.dtype)
         np.multiply(x, keep[..., None], out=y)
-        self._keep = keep
+        ctx.keep = keep
         return y
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        dx = self.buffer("dx", np.shape(dy))
-        np.multiply(dy, self._keep[..., None], out=dx)  # masked steps: the output is constant 0
+        dx = ctx.buffer("dx", np.shape(dy), self.dtype)
+        np.multiply(dy, ctx.keep[..., None], out=dx)  # masked steps: the output is constant 0
         return dx
 
     def compute_mask(self, x, mask=None):

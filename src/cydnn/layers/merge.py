@@ -7,12 +7,13 @@ The multi-input layer protocol (what the functional Model relies on):
   ``compute_output_shape(input_shapes) -> shape`` take one shape per input (batch axis included,
   as None); ``ensure_built(input_shapes)`` builds once and returns the output shape;
   ``check_input(xs)`` checks a list of arrays (or objects with a ``.shape``) once built.
-* ``forward(xs, training=False) -> y`` takes the list of input arrays (C-contiguous, the
-  layer's dtype) and returns one array, the layer's own buffer.
-* ``backward(dy) -> [dx_0, dx_1, ...]``: one gradient per input, in input order, each in the
-  input's shape and in a buffer of its own (never the same array for two inputs, never dy);
-  the list holds None everywhere when ``need_input_grad`` is False. Weight gradients, if a layer
-  has weights, follow the single-input protocol (``grads``, ``accumulate_grads``).
+* ``forward(xs, training=False, ctx=None) -> y`` takes the list of input arrays (C-contiguous,
+  the layer's dtype) and returns one array, a buffer of the call's context.
+* ``backward(dy, ctx=None) -> [dx_0, dx_1, ...]``: one gradient per input, in input order, each
+  in the input's shape and in a buffer of its own (never the same array for two inputs, never
+  dy); the list holds None everywhere when ``ctx.need_input_grad`` is False. Weight gradients,
+  if a layer has weights, follow the single-input protocol (``Parameter.grad``,
+  ``ctx.accumulate``).
 * Masks: ``compute_mask(xs, masks)`` gets the list of input masks (None entries for inputs
   without one, or None when no input has one) and returns the output mask; elementwise merges
   AND the masks together, as Keras does.
@@ -131,36 +132,38 @@ class _Merge(Layer):
         return out
 
     # ----------------------------------------------------------------- running
-    def _out_buffer(self, xs):
+    def _out_buffer(self, ctx, xs):
         shape = xs[0].shape
         if any(x.shape != shape for x in xs):  # (np.broadcast_shapes allocates: only when needed)
             shape = np.broadcast_shapes(*(x.shape for x in xs))
-        return self.buffer("y", shape)
+        return ctx.buffer("y", shape, self.dtype)
 
-    def _grad_buffers(self):
-        """One buffer per input for its gradient (input shapes of the last forward)."""
-        return [self.buffer(("dx", i), shape) for i, shape in enumerate(self._shapes)]
+    def _grad_buffers(self, ctx):
+        """One buffer per input for its gradient (input shapes of this call's forward)."""
+        return [ctx.buffer(("dx", i), shape, self.dtype) for i, shape in enumerate(ctx.shapes)]
 
-    def backward(self, dy):
-        if not self.need_input_grad:
-            return [None] * len(self._shapes)
-        dy = np.asarray(dy).reshape(self._y_shape)
-        return self._input_grads(dy, self._grad_buffers())
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
+            return [None] * len(ctx.shapes)
+        dy = np.asarray(dy).reshape(ctx.y_shape)
+        return self._input_grads(ctx, dy, self._grad_buffers(ctx))
 
 
 class Add(_Merge):
     """Elementwise sum of a list of inputs: ``Add()([a, b])``."""
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
-        y = self._out_buffer(xs)
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        y = self._out_buffer(ctx, xs)
         np.add(xs[0], xs[1], out=y)
         for x in xs[2:]:
             np.add(y, x, out=y)
-        self._y_shape = y.shape
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
+    def _input_grads(self, ctx, dy, dxs):
         # d(sum)/dx_i = 1: each input gets dy (summed over its broadcast axes)
         return [_unbroadcast(dy, dx) for dx in dxs]
 
@@ -170,14 +173,15 @@ class Subtract(_Merge):
 
     max_inputs = 2
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
-        y = self._out_buffer(xs)
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        y = self._out_buffer(ctx, xs)
         np.subtract(xs[0], xs[1], out=y)
-        self._y_shape = y.shape
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
+    def _input_grads(self, ctx, dy, dxs):
         # d(a - b)/da = 1, d(a - b)/db = -1
         _unbroadcast(dy, dxs[0])
         _unbroadcast(dy, dxs[1])
@@ -188,23 +192,24 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     """Elementwise product of a list of inputs."""
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
-        self._xs = list(xs)
-        y = self._out_buffer(xs)
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        ctx.xs = list(xs)
+        y = self._out_buffer(ctx, xs)
         np.multiply(xs[0], xs[1], out=y)
         for x in xs[2:]:
             np.multiply(y, x, out=y)
-        self._y_shape = y.shape
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
+    def _input_grads(self, ctx, dy, dxs):
         # d(x_0 * ... * x_n)/dx_i = product of the other inputs (computed directly, not y / x_i,
         # which fails where x_i = 0)
-        tmp = self.buffer("prod", dy.shape)
+        tmp = ctx.buffer("prod", dy.shape, self.dtype)
         for i, dx in enumerate(dxs):
             np.copyto(tmp, dy)
-            for j, x in enumerate(self._xs):
+            for j, x in enumerate(ctx.xs):
                 if j != i:
                     np.multiply(tmp, x, out=tmp)
             _unbroadcast(tmp, dx)
@@ -214,17 +219,18 @@ class Multiply(_Merge):
 class Average(_Merge):
     """Elementwise mean of a list of inputs."""
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
-        y = self._out_buffer(xs)
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        y = self._out_buffer(ctx, xs)
         np.add(xs[0], xs[1], out=y)
         for x in xs[2:]:
             np.add(y, x, out=y)
         y *= 1.0 / len(xs)
-        self._y_shape = y.shape
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
+    def _input_grads(self, ctx, dy, dxs):
         # d(mean)/dx_i = 1 / n
         scale = 1.0 / len(dxs)
         for dx in dxs:
@@ -239,25 +245,26 @@ class _Extremum(_Merge):
 
     _op = None
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
-        self._xs = list(xs)
-        y = self._out_buffer(xs)
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        ctx.xs = list(xs)
+        y = self._out_buffer(ctx, xs)
         self._op(xs[0], xs[1], out=y)
         for x in xs[2:]:
             self._op(y, x, out=y)
-        self._y = y
-        self._y_shape = y.shape
+        ctx.y = y
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
-        taken = self.buffer("taken", dy.shape, dtype=bool)
-        hit = self.buffer("hit", dy.shape, dtype=bool)
-        tmp = self.buffer("masked", dy.shape)
+    def _input_grads(self, ctx, dy, dxs):
+        taken = ctx.buffer("taken", dy.shape, bool)
+        hit = ctx.buffer("hit", dy.shape, bool)
+        tmp = ctx.buffer("masked", dy.shape, self.dtype)
         taken.fill(False)
-        for x, dx in zip(self._xs, dxs):
+        for x, dx in zip(ctx.xs, dxs):
             # this input wins where it equals the output and no earlier input won
-            np.equal(x, self._y, out=hit)
+            np.equal(x, ctx.y, out=hit)
             np.greater(hit, taken, out=hit)  # hit and not taken (booleans), without a temporary
             taken |= hit
             tmp.fill(0)
@@ -316,17 +323,18 @@ class Concatenate(_Merge):
             out[a] = known.pop() if known else None
         return tuple(out)
 
-    def forward(self, xs, training=False):
-        self._shapes = [x.shape for x in xs]
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
         axis = self._axis(xs[0].ndim)
         shape = list(xs[0].shape)
         shape[axis] = sum(x.shape[axis] for x in xs)
-        y = self.buffer("y", tuple(shape))
+        y = ctx.buffer("y", tuple(shape), self.dtype)
         np.concatenate(xs, axis=axis, out=y)
-        self._y_shape = y.shape
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
+    def _input_grads(self, ctx, dy, dxs):
         # each input gets its own slice of dy along the axis (copied: contiguous)
         axis = self._axis(dy.ndim)
         start = 0
@@ -402,39 +410,40 @@ class Dot(_Merge):
         norm = np.sqrt(np.maximum(np.sum(x * x, axis=axis, keepdims=True), 1e-12))
         return x / norm, norm
 
-    def forward(self, xs, training=False):
+    def forward(self, xs, training=False, ctx=None):
+        ctx = self.context(ctx)
         x, z = xs
-        self._shapes = [x.shape, z.shape]
+        ctx.shapes = [x.shape, z.shape]
         ax, az = self._resolve([x.shape, z.shape])
-        self._ax, self._az = ax, az
+        ctx.ax, ctx.az = ax, az
         if self.normalize:
-            x, self._nx = self._l2_normalize(x, ax)
-            z, self._nz = self._l2_normalize(z, az)
-        self._xn, self._zn = x, z
+            x, ctx.nx = self._l2_normalize(x, ax)
+            z, ctx.nz = self._l2_normalize(z, az)
+        ctx.xn, ctx.zn = x, z
         # as (batch, p, d) @ (batch, d, q)
         a = np.moveaxis(x, ax, -1).reshape(x.shape[0], -1, x.shape[ax])
         b = np.moveaxis(z, az, 1).reshape(z.shape[0], z.shape[az], -1)
         out_shape = (x.shape[0],) + tuple(self.compute_output_shape([x.shape, z.shape])[1:])
-        y = self.buffer("y", out_shape)
+        y = ctx.buffer("y", out_shape, self.dtype)
         np.matmul(a, b, out=y.reshape(a.shape[0], a.shape[1], b.shape[2]))
-        self._a, self._b = a, b
-        self._y_shape = y.shape
+        ctx.a, ctx.b = a, b
+        ctx.y_shape = y.shape
         return y
 
-    def _input_grads(self, dy, dxs):
-        a, b = self._a, self._b
+    def _input_grads(self, ctx, dy, dxs):
+        a, b = ctx.a, ctx.b
         g = dy.reshape(a.shape[0], a.shape[1], b.shape[2])
         # y = a @ b:  da = dy @ b^T,  db = a^T @ dy
         da = np.matmul(g, np.swapaxes(b, 1, 2))
         db = np.matmul(np.swapaxes(a, 1, 2), g)
-        xn, zn = self._xn, self._zn
+        xn, zn, ax, az = ctx.xn, ctx.zn, ctx.ax, ctx.az
         # back to the inputs' layouts (undo the moveaxis/reshape)
-        gx = np.moveaxis(da.reshape(np.moveaxis(xn, self._ax, -1).shape), -1, self._ax)
-        gz = np.moveaxis(db.reshape(np.moveaxis(zn, self._az, 1).shape), 1, self._az)
+        gx = np.moveaxis(da.reshape(np.moveaxis(xn, ax, -1).shape), -1, ax)
+        gz = np.moveaxis(db.reshape(np.moveaxis(zn, az, 1).shape), 1, az)
         if self.normalize:
             # u = x / |x|:  dx = (du - u * sum(du * u)) / |x|
-            gx = (gx - xn * np.sum(gx * xn, axis=self._ax, keepdims=True)) / self._nx
-            gz = (gz - zn * np.sum(gz * zn, axis=self._az, keepdims=True)) / self._nz
+            gx = (gx - xn * np.sum(gx * xn, axis=ax, keepdims=True)) / ctx.nx
+            gz = (gz - zn * np.sum(gz * zn, axis=az, keepdims=True)) / ctx.nz
         np.copyto(dxs[0], gx)
         np.copyto(dxs[1], gz)
         return dxs

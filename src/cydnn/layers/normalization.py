@@ -96,7 +96,7 @@ class BatchNormalization(Layer):
             self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
         if self.center:
             self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
-        self._mm = len(self._weights)
+        self._mm = len(self._params)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
         self.add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
 
@@ -107,47 +107,47 @@ class BatchNormalization(Layer):
 
     @property
     def gamma(self):
-        return self._weights[0] if self.scale else None
+        return self._params[0].value if self.scale else None
 
     @property
     def beta(self):
-        return self._weights[int(self.scale)] if self.center else None
+        return self._params[int(self.scale)].value if self.center else None
 
     @property
     def moving_mean(self):
-        return self._weights[self._mm]
+        return self._params[self._mm].value
 
     @property
     def moving_variance(self):
-        return self._weights[self._mm + 1]
+        return self._params[self._mm + 1].value
 
     # ----------------------------------------------------------------- running
-    def _to_rows(self, a, key):
+    def _to_rows(self, ctx, a, key):
         """a as a C-contiguous (rows, C) array: a view for the last axis, a transposed copy otherwise."""
         a = np.ascontiguousarray(a, dtype=self.dtype)
         if self._axis == a.ndim - 1:
             return a.reshape(-1, self._channels)
         moved = np.moveaxis(a, self._axis, -1)
-        buf = self.buffer(key, moved.shape)
+        buf = ctx.buffer(key, moved.shape, self.dtype)
         np.copyto(buf, moved)
         return buf.reshape(-1, self._channels)
 
-    def _from_rows(self, rows, shape, key):
+    def _from_rows(self, ctx, rows, shape, key):
         """Inverse of _to_rows for an output of the given (original) shape."""
         if self._axis == len(shape) - 1:
             return rows.reshape(shape)
         a = self._axis
         moved_shape = tuple(shape[:a]) + tuple(shape[a + 1:]) + (shape[a],)
-        out = self.buffer(key, shape)
+        out = ctx.buffer(key, shape, self.dtype)
         np.copyto(out, np.moveaxis(rows.reshape(moved_shape), -1, self._axis))
         return out
 
-    def _scratch(self, rows):
+    def _scratch(self, ctx, rows):
         c = self._channels
-        partials = self.buffer("partials", (_norm.norm_chunks(rows, c), 2, c), np.float64)
-        return partials, self.buffer("coef", (4, c))
+        partials = ctx.buffer("partials", (_norm.norm_chunks(rows, c), 2, c), np.float64)
+        return partials, ctx.buffer("coef", (4, c), self.dtype)
 
-    def _row_mask(self, x, mask):
+    def _row_mask(self, ctx, x, mask):
         """The mask as one uint8 per row of the (rows, C) view, in a kept buffer."""
         if mask is None:
             return None
@@ -155,36 +155,38 @@ class BatchNormalization(Layer):
         if self._axis != x.ndim - 1 or mask.shape != x.shape[:-1]:
             raise ValueError(f"{describe(self)}: expected a mask of shape {tuple(x.shape[:-1])} (the input "
                              f"without its last, channel axis), received mask shape {mask.shape}")
-        rows = self.buffer("row_mask", (mask.size,), np.uint8)
+        rows = ctx.buffer("row_mask", (mask.size,), np.uint8)
         np.not_equal(mask.reshape(-1), 0, out=rows.view(np.bool_))
         return rows
 
-    def forward(self, x, training=False, mask=None):
-        x2 = self._to_rows(x, "x_t")
+    def forward(self, x, training=False, mask=None, ctx=None):
+        ctx = self.context(ctx)
+        x2 = self._to_rows(ctx, x, "x_t")
         rows = x2.shape[0]
-        self._mask = self._row_mask(x, mask)
-        self._batch_stats = bool(training) and self.trainable
-        self._x_shape = x.shape
-        y2 = self.buffer("y", x2.shape)
-        stats = self.buffer("stats", (2, self._channels), np.float64)
-        partials, coef = self._scratch(rows)
-        _norm.batch_norm_forward(x2, self._mask, self.gamma, self.beta, self.moving_mean,
-                                 self.moving_variance, stats, partials, coef, y2, self._batch_stats,
+        ctx.mask = self._row_mask(ctx, x, mask)
+        ctx.batch_stats = bool(training) and self.trainable
+        ctx.x_shape = x.shape
+        y2 = ctx.buffer("y", x2.shape, self.dtype)
+        stats = ctx.buffer("stats", (2, self._channels), np.float64)
+        partials, coef = self._scratch(ctx, rows)
+        _norm.batch_norm_forward(x2, ctx.mask, self.gamma, self.beta, self.moving_mean,
+                                 self.moving_variance, stats, partials, coef, y2, ctx.batch_stats,
                                  self.momentum, self.epsilon, threads.get_num_threads())
-        self._x2 = x2
-        return self._from_rows(y2, x.shape, "y_t")
+        ctx.x2, ctx.stats = x2, stats
+        return self._from_rows(ctx, y2, x.shape, "y_t")
 
-    def backward(self, dy):
-        dy2 = self._to_rows(dy, "dy_t")
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        dy2 = self._to_rows(ctx, dy, "dy_t")
         train = self.trainable
-        dgamma = self._grads[0] if (train and self.scale) else None
-        dbeta = self._grads[int(self.scale)] if (train and self.center) else None
-        dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
-        partials, coef = self._scratch(dy2.shape[0])
-        _norm.batch_norm_backward(self._x2, self._mask, dy2, self.gamma, self._buffers["stats"], dgamma,
-                                  dbeta, dx2, partials, coef, self._batch_stats, self.accumulate_grads,
+        dgamma = self._params[0].grad if (train and self.scale) else None
+        dbeta = self._params[int(self.scale)].grad if (train and self.center) else None
+        dx2 = ctx.buffer("dx", dy2.shape, self.dtype) if ctx.need_input_grad else None
+        partials, coef = self._scratch(ctx, dy2.shape[0])
+        _norm.batch_norm_backward(ctx.x2, ctx.mask, dy2, self.gamma, ctx.stats, dgamma,
+                                  dbeta, dx2, partials, coef, ctx.batch_stats, ctx.accumulate,
                                   threads.get_num_threads())
-        return None if dx2 is None else self._from_rows(dx2, self._x_shape, "dx_t")
+        return None if dx2 is None else self._from_rows(ctx, dx2, ctx.x_shape, "dx_t")
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
@@ -271,37 +273,39 @@ class LayerNormalization(Layer):
 
     @property
     def gamma(self):
-        return self._weights[0] if self.scale else None
+        return self._params[0].value if self.scale else None
 
     @property
     def beta(self):
-        return self._weights[int(self.scale)] if self.center else None
+        return self._params[int(self.scale)].value if self.center else None
 
     def _flat(self, w):
         return None if w is None else w.reshape(-1)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         x2 = np.ascontiguousarray(x, dtype=self.dtype).reshape(-1, self._features)
-        y2 = self.buffer("y", x2.shape)
-        stats = self.buffer("stats", (x2.shape[0], 2), np.float64)
+        y2 = ctx.buffer("y", x2.shape, self.dtype)
+        stats = ctx.buffer("stats", (x2.shape[0], 2), np.float64)
         _norm.layer_norm_forward(x2, self._flat(self.gamma), self._flat(self.beta), stats, y2,
                                  self.epsilon, threads.get_num_threads())
-        self._x2, self._x_shape = x2, x.shape
+        ctx.x2, ctx.x_shape, ctx.stats = x2, x.shape, stats
         return y2.reshape(x.shape)
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
         dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self._features)
         train = self.trainable
-        dgamma = self._flat(self._grads[0]) if (train and self.scale) else None
-        dbeta = self._flat(self._grads[int(self.scale)]) if (train and self.center) else None
-        dx2 = self.buffer("dx", dy2.shape) if self.need_input_grad else None
+        dgamma = self._flat(self._params[0].grad) if (train and self.scale) else None
+        dbeta = self._flat(self._params[int(self.scale)].grad) if (train and self.center) else None
+        dx2 = ctx.buffer("dx", dy2.shape, self.dtype) if ctx.need_input_grad else None
         partials = None
         if dgamma is not None or dbeta is not None:
-            partials = self.buffer("partials", (_norm.norm_chunks(dy2.shape[0], self._features), 2,
-                                                self._features), np.float64)
-        _norm.layer_norm_backward(self._x2, dy2, self._flat(self.gamma), self._buffers["stats"], dgamma,
-                                  dbeta, dx2, partials, self.accumulate_grads, threads.get_num_threads())
-        return None if dx2 is None else dx2.reshape(self._x_shape)
+            partials = ctx.buffer("partials", (_norm.norm_chunks(dy2.shape[0], self._features), 2,
+                                               self._features), np.float64)
+        _norm.layer_norm_backward(ctx.x2, dy2, self._flat(self.gamma), ctx.stats, dgamma,
+                                  dbeta, dx2, partials, ctx.accumulate, threads.get_num_threads())
+        return None if dx2 is None else dx2.reshape(ctx.x_shape)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,

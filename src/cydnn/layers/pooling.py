@@ -70,39 +70,42 @@ class _Pooling(Layer):
 
 
 class _MaxPooling(_Pooling):
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         x4, y4, args = self._views(x)
-        y = self.buffer("y", y4)
-        argmax = self.buffer("argmax", y4, np.int32)
+        y = ctx.buffer("y", y4, self.dtype)
+        argmax = ctx.buffer("argmax", y4, np.int32)
         _pool.max_pool2d_forward(x4, y, argmax, *args, threads.get_num_threads())
-        self._x_shape, self._x4_shape = x.shape, x4.shape
+        ctx.x_shape, ctx.x4_shape, ctx.argmax = x.shape, x4.shape, argmax
         return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        y4 = self._buffers["argmax"].shape
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(y4)
-        dx = self.buffer("dx", self._x4_shape)
-        _pool.max_pool2d_backward(dy, self._buffers["argmax"], dx, threads.get_num_threads())
-        return dx.reshape(self._x_shape)
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.argmax.shape)
+        dx = ctx.buffer("dx", ctx.x4_shape, self.dtype)
+        _pool.max_pool2d_backward(dy, ctx.argmax, dx, threads.get_num_threads())
+        return dx.reshape(ctx.x_shape)
 
 
 class _AveragePooling(_Pooling):
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         x4, y4, args = self._views(x)
-        y = self.buffer("y", y4)
+        y = ctx.buffer("y", y4, self.dtype)
         _pool.avg_pool2d_forward(x4, y, *args, threads.get_num_threads())
-        self._x_shape, self._x4_shape, self._y4, self._args = x.shape, x4.shape, y4, args
+        ctx.x_shape, ctx.x4_shape, ctx.y4, ctx.args = x.shape, x4.shape, y4, args
         return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(self._y4)
-        dx = self.buffer("dx", self._x4_shape)
-        _pool.avg_pool2d_backward(dy, dx, *self._args, threads.get_num_threads())
-        return dx.reshape(self._x_shape)
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.y4)
+        dx = ctx.buffer("dx", ctx.x4_shape, self.dtype)
+        _pool.avg_pool2d_backward(dy, dx, *ctx.args, threads.get_num_threads())
+        return dx.reshape(ctx.x_shape)
 
 
 class MaxPooling2D(_MaxPooling):
@@ -150,50 +153,55 @@ class _GlobalPooling(Layer):
             return (input_shape[0],) + (1,) * self.rank + (input_shape[-1],)
         return (input_shape[0], input_shape[-1])
 
-    def _flat(self, x):
-        self._x_shape = x.shape
+    def _flat(self, ctx, x):
+        ctx.x_shape = x.shape
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
-    def _out(self, y):
-        return y.reshape((y.shape[0],) + self.compute_output_shape(self._x_shape)[1:])
+    def _out(self, ctx, y):
+        return y.reshape((y.shape[0],) + self.compute_output_shape(ctx.x_shape)[1:])
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
 
 
 class _GlobalAveragePooling(_GlobalPooling):
-    def forward(self, x, training=False):
-        x3 = self._flat(x)
-        y = self.buffer("y", (x.shape[0], x.shape[-1]))
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        x3 = self._flat(ctx, x)
+        y = ctx.buffer("y", (x.shape[0], x.shape[-1]), self.dtype)
         _pool.global_avg_pool_forward(x3, y, threads.get_num_threads())
-        return self._out(y)
+        return self._out(ctx, y)
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        n, c = self._x_shape[0], self._x_shape[-1]
+        n, c = ctx.x_shape[0], ctx.x_shape[-1]
         dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, c)
-        dx = self.buffer("dx", (n, int(np.prod(self._x_shape[1:-1])), c))
+        dx = ctx.buffer("dx", (n, int(np.prod(ctx.x_shape[1:-1])), c), self.dtype)
         _pool.global_avg_pool_backward(dy, dx, threads.get_num_threads())
-        return dx.reshape(self._x_shape)
+        return dx.reshape(ctx.x_shape)
 
 
 class _GlobalMaxPooling(_GlobalPooling):
-    def forward(self, x, training=False):
-        x3 = self._flat(x)
-        y = self.buffer("y", (x.shape[0], x.shape[-1]))
-        argmax = self.buffer("argmax", (x.shape[0], x.shape[-1]), np.int32)
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        x3 = self._flat(ctx, x)
+        y = ctx.buffer("y", (x.shape[0], x.shape[-1]), self.dtype)
+        argmax = ctx.buffer("argmax", (x.shape[0], x.shape[-1]), np.int32)
         _pool.global_max_pool_forward(x3, y, argmax, threads.get_num_threads())
-        return self._out(y)
+        ctx.argmax = argmax
+        return self._out(ctx, y)
 
-    def backward(self, dy):
-        if not self.need_input_grad:
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
             return None
-        n, c = self._x_shape[0], self._x_shape[-1]
+        n, c = ctx.x_shape[0], ctx.x_shape[-1]
         dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, c)
-        dx = self.buffer("dx", (n, int(np.prod(self._x_shape[1:-1])), c))
-        _pool.global_max_pool_backward(dy, self._buffers["argmax"], dx, threads.get_num_threads())
-        return dx.reshape(self._x_shape)
+        dx = ctx.buffer("dx", (n, int(np.prod(ctx.x_shape[1:-1])), c), self.dtype)
+        _pool.global_max_pool_backward(dy, ctx.argmax, dx, threads.get_num_threads())
+        return dx.reshape(ctx.x_shape)
 
 
 class GlobalAveragePooling2D(_GlobalAveragePooling):

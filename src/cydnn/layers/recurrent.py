@@ -14,14 +14,16 @@ Outputs and states
                           flows) -- or a single array, the output's gradient. In the functional
                           API ``out, h, c = LSTM(8, return_state=True)(x)`` gives three tensors and
                           ``out`` flows on like any output; a Sequential model passes a layer's
-                          single output on, so there keep ``return_state=False`` and read the
-                          final states from ``layer.states`` after a forward pass.
+                          single output on, so there keep ``return_state=False``. The final
+                          states of a direct call (``layer(x)``, ``layer.forward(x)``) are also
+                          in ``layer.states``; a model's calls keep theirs in its contexts.
     ``go_backwards``      the input is processed from the last step to the first, and the output
                           sequence is returned in that (reversed) order, as Keras does.
 
 Initial states: ``forward(x, initial_state=[h0(, c0)])`` or ``layer(x, initial_state=...)``, each
 (batch, units); a SimpleRNN/GRU also takes a bare array. Without it the states start at zero.
-After ``backward``, ``layer.initial_state_grads`` holds dL/d(initial states) (None without them).
+After a direct ``backward``, ``layer.initial_state_grads`` holds dL/d(initial states) (None without
+them); a call with a context keeps them in ``ctx.initial_state_grads``.
 
 Masking: ``forward(x, mask=m)`` with a boolean (batch, time) mask (True = a real step), as
 Embedding(mask_zero=True) and Masking produce. At a masked step a row keeps its state, and its
@@ -79,8 +81,6 @@ class _RNN(Layer):
         self.go_backwards = bool(go_backwards)
         self.unroll = bool(unroll)   # accepted for Keras compatibility: the loop is compiled either way
         self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.states = None
-        self.initial_state_grads = None
         self._fast_math = True   # float32 default activations: vectorised sigmoid/tanh kernels
 
     def _elementwise(self, identifier, what):
@@ -132,15 +132,26 @@ class _RNN(Layer):
 
     @property
     def kernel(self):
-        return self._weights[0]
+        return self._params[0].value
 
     @property
     def recurrent_kernel(self):
-        return self._weights[1]
+        return self._params[1].value
 
     @property
     def bias(self):
-        return self._weights[2] if self.use_bias else None
+        return self._params[2].value if self.use_bias else None
+
+    # What the last direct call (the eager context) computed; a model's calls keep theirs in ctx.
+    @property
+    def states(self):
+        """The final states [h(, c)] of the last direct forward (None before one)."""
+        return getattr(self.context(None), "states", None)
+
+    @property
+    def initial_state_grads(self):
+        """dL/d(initial states) of the last direct backward (None without initial states)."""
+        return getattr(self.context(None), "initial_state_grads", None)
 
     # ----------------------------------------------------------------- running
     def __call__(self, x, training=False, mask=None, initial_state=None):
@@ -192,42 +203,45 @@ class _RNN(Layer):
             out.append(s)
         return out
 
-    def _dropout_keep(self, batch, nin, training):
+    def _dropout_keep(self, ctx, batch, nin, training):
         if not (training and self.dropout > 0):
             return None
-        keep = self.buffer("keep", (batch, nin))
+        keep = ctx.buffer("keep", (batch, nin), self.dtype)
         (self._rng or backend.rng()).random(out=keep, dtype=self.dtype)
         np.greater_equal(keep, self.dropout, out=keep, casting="unsafe")
         keep *= 1.0 / (1.0 - self.dropout)
         return keep
 
-    def forward(self, x, training=False, mask=None, initial_state=None):
+    def forward(self, x, training=False, mask=None, initial_state=None, ctx=None):
         """The layer's output (a list [output, *states] with return_state); see the module doc."""
+        ctx = self.context(ctx)
         x = np.ascontiguousarray(x)
         batch, steps, nin = x.shape
         u = self.units
-        self._mask = self._check_mask(mask, batch, steps)
+        ctx.mask = self._check_mask(mask, batch, steps)
         init = self._check_initial_state(initial_state, batch)
-        self._has_initial_state = init is not None
-        self._keep = self._dropout_keep(batch, nin, training)
-        self._x_shape = x.shape
-        hs = self.buffer("hs", (steps + 1, batch, u))
-        state_bufs = [hs] + [self.buffer(f"state_{n}", (steps + 1, batch, u)) for n in self._state_names[1:]]
+        ctx.has_initial_state = init is not None
+        ctx.keep = self._dropout_keep(ctx, batch, nin, training)
+        ctx.x_shape = x.shape
+        hs = ctx.buffer("hs", (steps + 1, batch, u), self.dtype)
+        state_bufs = [hs] + [ctx.buffer(f"state_{n}", (steps + 1, batch, u), self.dtype)
+                             for n in self._state_names[1:]]
         for buf, s in zip(state_bufs, init or [None] * self._n_states):
             if s is None:
                 buf[0].fill(0)
             else:
                 buf[0] = s
-        yseq = self.buffer("yseq", (batch, steps, u)) if self.return_sequences else None
-        ylast = self.buffer("ylast", (batch, u))
-        self._run_forward(x, hs, state_bufs, yseq, ylast)
-        self.states = [buf[steps] for buf in state_bufs]
+        yseq = ctx.buffer("yseq", (batch, steps, u), self.dtype) if self.return_sequences else None
+        ylast = ctx.buffer("ylast", (batch, u), self.dtype)
+        self._run_forward(ctx, x, hs, state_bufs, yseq, ylast)
+        ctx.states = [buf[steps] for buf in state_bufs]
         out = yseq if self.return_sequences else ylast
-        return [out] + list(self.states) if self.return_state else out
+        return [out] + list(ctx.states) if self.return_state else out
 
-    def backward(self, dy):
-        """dL/dx from dL/d(outputs); weight gradients into grads (added with accumulate_grads)."""
-        steps, batch, nin = self._x_shape[1], self._x_shape[0], self._x_shape[2]
+    def backward(self, dy, ctx=None):
+        """dL/dx from dL/d(outputs); weight gradients into grads (added with ctx.accumulate)."""
+        ctx = self.context(ctx)
+        steps, batch, nin = ctx.x_shape[1], ctx.x_shape[0], ctx.x_shape[2]
         u = self.units
         if isinstance(dy, (list, tuple)):
             dys = list(dy)
@@ -240,27 +254,27 @@ class _RNN(Layer):
         dys = dys + [None] * (1 + self._n_states - len(dys))
         dout = self._grad_array(dys[0], (batch, steps, u) if self.return_sequences else (batch, u), "output")
         dstates = [self._grad_array(d, (batch, u), f"state {n}") for d, n in zip(dys[1:], self._state_names)]
-        dx = self.buffer("dx", self._x_shape) if self.need_input_grad else None
-        dxt = self.buffer("dxt", (steps, batch, nin)) if self.need_input_grad else None
-        state_grads = [self.buffer(f"d_{n}0", (batch, u)) for n in self._state_names]
+        dx = ctx.buffer("dx", ctx.x_shape, self.dtype) if ctx.need_input_grad else None
+        dxt = ctx.buffer("dxt", (steps, batch, nin), self.dtype) if ctx.need_input_grad else None
+        state_grads = [ctx.buffer(f"d_{n}0", (batch, u), self.dtype) for n in self._state_names]
         train = self.trainable
-        grads = [g if train else None for g in self._grads]
+        grads = [p.grad if train else None for p in self._params]
         if not self.use_bias:
             grads = grads + [None]
-        self._run_backward(dout if self.return_sequences else None, None if self.return_sequences else dout,
+        self._run_backward(ctx, dout if self.return_sequences else None, None if self.return_sequences else dout,
                            dstates, state_grads, grads[0], grads[1], grads[2], dxt, dx)
-        self.initial_state_grads = [g.copy() for g in state_grads] if self._has_initial_state else None
+        ctx.initial_state_grads = [g.copy() for g in state_grads] if ctx.has_initial_state else None
         return dx
 
-    def _first_on(self, batch):
+    def _first_on(self, ctx, batch):
         """Scratch for the kernels: each row's first unmasked step."""
-        return self.buffer("first_on", (batch,), np.intc)
+        return ctx.buffer("first_on", (batch,), np.intc)
 
-    def _packed(self):
+    def _packed(self, ctx):
         """Scratch for the kernels: the recurrent kernel packed for the per-step products."""
         u = self.units
-        nin = self._weights[0].shape[0]
-        return self.buffer("packed", (_k.packed_scratch_size(nin, u, self._n_gates * u),))
+        nin = self.kernel.shape[0]
+        return ctx.buffer("packed", (_k.packed_scratch_size(nin, u, self._n_gates * u),), self.dtype)
 
     def _grad_array(self, d, shape, what):
         if d is None:
@@ -301,28 +315,28 @@ class SimpleRNN(_RNN):
     Weights: kernel (in, units), recurrent_kernel (units, units), bias (units,).
     """
 
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
+    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
         batch, steps, nin = x.shape
         u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, u))
-        self._hs = hs
+        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
+        ctx.z = ctx.buffer("z", (steps, batch, u), self.dtype)
+        ctx.hs = hs
         act, alpha = self._act_args()
-        _k.simple_rnn_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
-                              self._xt, self._z, hs, yseq, ylast, act, alpha, self.go_backwards,
-                              self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
+        _k.simple_rnn_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask, ctx.keep,
+                              ctx.xt, ctx.z, hs, yseq, ylast, act, alpha, self.go_backwards,
+                              self.zero_output_for_mask, not ctx.has_initial_state, self._fast_math,
                               threads.get_num_threads())
 
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        steps, batch = self._z.shape[0], self._z.shape[1]
-        dz = self.buffer("dz", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
+    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
+        steps, batch = ctx.z.shape[0], ctx.z.shape[1]
+        dz = ctx.buffer("dz", ctx.z.shape, self.dtype)
+        g = ctx.buffer("g", (batch, self.units), self.dtype)
         act, alpha = self._act_args()
-        _k.simple_rnn_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z,
-                               self._hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(batch),
+        _k.simple_rnn_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z,
+                               ctx.hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(ctx, batch),
                                dk, drk, db, dxt, dx,
                                act, alpha, self.go_backwards, self.zero_output_for_mask,
-                               self._has_initial_state, self.accumulate_grads, self._fast_math,
+                               ctx.has_initial_state, ctx.accumulate, self._fast_math,
                                threads.get_num_threads())
 
 
@@ -355,35 +369,35 @@ class LSTM(_RNN):
         super().build(input_shape)
         if self.use_bias and self.unit_forget_bias:
             u = self.units
-            self._weights[2][u:2 * u] = 1.0   # Keras: bias_initializer for i, c, o; ones for f
+            self._params[2].value[u:2 * u] = 1.0   # Keras: bias_initializer for i, c, o; ones for f
 
     def _act_args(self):
         return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
                 self.recurrent_activation.alpha)
 
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
+    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
         batch, steps, nin = x.shape
         u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, 4 * u))
-        self._a = self.buffer("a", (steps, batch, 4 * u))
-        self._tc = self.buffer("tc", (steps, batch, u))
-        self._hs, self._cs = hs, state_bufs[1]
-        _k.lstm_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep, self._xt,
-                        self._z, self._a, hs, self._cs, self._tc, yseq, ylast, *self._act_args(),
-                        self.go_backwards, self.zero_output_for_mask, not self._has_initial_state,
+        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
+        ctx.z = ctx.buffer("z", (steps, batch, 4 * u), self.dtype)
+        ctx.a = ctx.buffer("a", (steps, batch, 4 * u), self.dtype)
+        ctx.tc = ctx.buffer("tc", (steps, batch, u), self.dtype)
+        ctx.hs, ctx.cs = hs, state_bufs[1]
+        _k.lstm_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask, ctx.keep, ctx.xt,
+                        ctx.z, ctx.a, hs, ctx.cs, ctx.tc, yseq, ylast, *self._act_args(),
+                        self.go_backwards, self.zero_output_for_mask, not ctx.has_initial_state,
                         self._fast_math, threads.get_num_threads())
 
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = self._z.shape[1]
-        dz = self.buffer("dz", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
-        _k.lstm_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
-                         self._hs, self._cs, self._tc, dyseq, dylast, dstates[0], dstates[1], dz,
-                         state_grads[0], state_grads[1], g, self._first_on(batch), dk, drk, db, dxt, dx,
+    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
+        batch = ctx.z.shape[1]
+        dz = ctx.buffer("dz", ctx.z.shape, self.dtype)
+        g = ctx.buffer("g", (batch, self.units), self.dtype)
+        _k.lstm_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z,
+                         ctx.a, ctx.hs, ctx.cs, ctx.tc, dyseq, dylast, dstates[0], dstates[1], dz,
+                         state_grads[0], state_grads[1], g, self._first_on(ctx, batch), dk, drk, db, dxt, dx,
                          *self._act_args(),
-                         self.go_backwards, self.zero_output_for_mask, self._has_initial_state,
-                         self.accumulate_grads, self._fast_math, threads.get_num_threads())
+                         self.go_backwards, self.zero_output_for_mask, ctx.has_initial_state,
+                         ctx.accumulate, self._fast_math, threads.get_num_threads())
 
     def get_config(self):
         return {**super().get_config(),
@@ -424,53 +438,55 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        # reset_after without a bias: the kernel adds a recurrent bias in every step, zeros
+        self._zero_bias = (np.zeros((2, 3 * self.units), dtype=self.dtype)
+                           if self.reset_after and not self.use_bias else None)
+
     def _act_args(self):
         return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
                 self.recurrent_activation.alpha)
 
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
+    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
         batch, steps, nin = x.shape
         u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, 3 * u))
-        self._a = self.buffer("a", (steps, batch, 3 * u))
-        self._rh = self.buffer("rh", (steps, batch, u))   # reset_after: h @ U_h + b_rh; else r * h
-        rec = self.buffer("rec", (batch, 3 * u))
-        self._hs = hs
+        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
+        ctx.z = ctx.buffer("z", (steps, batch, 3 * u), self.dtype)
+        ctx.a = ctx.buffer("a", (steps, batch, 3 * u), self.dtype)
+        ctx.rh = ctx.buffer("rh", (steps, batch, u), self.dtype)   # reset_after: h @ U_h + b_rh; else r * h
+        rec = ctx.buffer("rec", (batch, 3 * u), self.dtype)
+        ctx.hs = hs
         if not self.reset_after:
-            _k.gru_reset_before_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
-                                        self._xt, self._z, self._a, self._rh, hs, rec, yseq, ylast,
+            _k.gru_reset_before_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask,
+                                        ctx.keep, ctx.xt, ctx.z, ctx.a, ctx.rh, hs, rec, yseq, ylast,
                                         *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                        not self._has_initial_state, self._fast_math, threads.get_num_threads())
+                                        not ctx.has_initial_state, self._fast_math, threads.get_num_threads())
             return
-        bias = self.bias
-        if bias is None:   # the kernel adds a recurrent bias in every step: zeros
-            bias = self._buffers.get("zero_bias")
-            if bias is None:
-                bias = self._buffers["zero_bias"] = np.zeros((2, 3 * u), dtype=self.dtype)
-        _k.gru_forward(x, self._weights[0], self._weights[1], self._packed(), bias, self._mask, self._keep, self._xt,
-                       self._z, self._a, self._rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
-                       self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
+        bias = self.bias if self.use_bias else self._zero_bias
+        _k.gru_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), bias, ctx.mask, ctx.keep, ctx.xt,
+                       ctx.z, ctx.a, ctx.rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
+                       self.zero_output_for_mask, not ctx.has_initial_state, self._fast_math,
                        threads.get_num_threads())
 
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = self._z.shape[1]
-        dr = self.buffer("dr", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
+    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
+        batch = ctx.z.shape[1]
+        dr = ctx.buffer("dr", ctx.z.shape, self.dtype)
+        g = ctx.buffer("g", (batch, self.units), self.dtype)
         if not self.reset_after:
-            drhp = self.buffer("drhp", (batch, self.units))
-            _k.gru_reset_before_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep,
-                                         self._z, self._a, self._rh, self._hs, dyseq, dylast, dstates[0], dr, drhp,
-                                         state_grads[0], g, self._first_on(batch), dk, drk, db, dxt, dx,
+            drhp = ctx.buffer("drhp", (batch, self.units), self.dtype)
+            _k.gru_reset_before_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask,
+                                         ctx.keep, ctx.z, ctx.a, ctx.rh, ctx.hs, dyseq, dylast, dstates[0], dr, drhp,
+                                         state_grads[0], g, self._first_on(ctx, batch), dk, drk, db, dxt, dx,
                                          *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                         self._has_initial_state, self.accumulate_grads, self._fast_math,
+                                         ctx.has_initial_state, ctx.accumulate, self._fast_math,
                                          threads.get_num_threads())
             return
-        dxh = self.buffer("dxh", self._rh.shape)
-        _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
-                        self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
-                        self._first_on(batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                        self._has_initial_state, self.accumulate_grads, self._fast_math,
+        dxh = ctx.buffer("dxh", ctx.rh.shape, self.dtype)
+        _k.gru_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z, ctx.a,
+                        ctx.rh, ctx.hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
+                        self._first_on(ctx, batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards,
+                        self.zero_output_for_mask, ctx.has_initial_state, ctx.accumulate, self._fast_math,
                         threads.get_num_threads())
 
     def get_config(self):

@@ -12,7 +12,7 @@ class TimeDistributed(Layer):
     The (batch, time, ...) input is viewed as (batch * time, ...), run through the wrapped layer
     in one call (one batch of batch * time samples, so the layer's kernels see a large batch),
     and viewed back. The weights are the wrapped layer's, shared by all steps: ``weights``,
-    ``grads`` and ``get_weights`` are the wrapped layer's own lists.
+    ``grads`` and ``get_weights`` come from the wrapped layer's own ``Parameter`` list.
 
     A mask coming in passes through unchanged (the wrapped layer works step by step).
 
@@ -30,13 +30,12 @@ class TimeDistributed(Layer):
         for key, value in own.items():  # Layer.__init__ set defaults: keep the wrapped layer's own
             if key not in kwargs:
                 setattr(self, key, value)
-        # the wrapped layer's weight lists, shared (a model rebinding _weights[i] to a view of its
-        # flat parameter buffer rebinds the wrapped layer's weight too)
-        self._weights, self._grads = layer._weights, layer._grads
-        self._weight_names, self._weight_trainable = layer._weight_names, layer._weight_trainable
-        self._regularizers = layer._regularizers
+        # the wrapped layer's Parameter list, shared (a model rebinding a parameter's value to a
+        # view of its flat parameter buffer rebinds the wrapped layer's weight too)
+        self._params = layer._params
 
-    # flags a model sets on its layers act on the wrapped layer
+    # settings a model makes on its layers act on the wrapped layer (the per-call flags reach it
+    # through the child context of each call)
     @property
     def trainable(self):
         return self.layer.trainable
@@ -55,22 +54,6 @@ class TimeDistributed(Layer):
             raise ValueError(f"{describe(self)}: cannot change the dtype of the built layer "
                              f"'{self.layer.name}' ({self.layer.dtype}) to {np.dtype(value)}")
         self.layer.dtype = np.dtype(value)
-
-    @property
-    def accumulate_grads(self):
-        return self.layer.accumulate_grads
-
-    @accumulate_grads.setter
-    def accumulate_grads(self, value):
-        self.layer.accumulate_grads = value
-
-    @property
-    def need_input_grad(self):
-        return self.layer.need_input_grad
-
-    @need_input_grad.setter
-    def need_input_grad(self, value):
-        self.layer.need_input_grad = value
 
     # ------------------------------------------------------------------ shapes
     def validate_input_shape(self, input_shape):
@@ -99,16 +82,20 @@ class TimeDistributed(Layer):
         self.layer.check_input(ShapeOnly((None,) + tuple(x.shape[2:])))
 
     # ------------------------------------------------------------------ running
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
         batch, time = x.shape[0], x.shape[1]
-        self._bt = (batch, time)
-        y = self.layer.forward(x.reshape((batch * time,) + x.shape[2:]), training=training)
+        ctx.bt = (batch, time)
+        inner = ctx.child("layer")
+        y = self.layer.forward(x.reshape((batch * time,) + x.shape[2:]), training=training, ctx=inner)
+        ctx.logits = inner.logits  # the wrapped layer's pre-activation, (batch * time, ...)
         return y.reshape((batch, time) + y.shape[1:])
 
-    def backward(self, dy):
-        batch, time = self._bt
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        batch, time = ctx.bt
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        dx = self.layer.backward(dy.reshape((batch * time,) + dy.shape[2:]))
+        dx = self.layer.backward(dy.reshape((batch * time,) + dy.shape[2:]), ctx=ctx.child("layer"))
         return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
 
     # a softmax/sigmoid output fused with its loss: forward the wrapped layer's hooks
@@ -116,13 +103,11 @@ class TimeDistributed(Layer):
     def activation(self):
         return getattr(self.layer, "activation", None) if hasattr(self.layer, "backward_preactivation") else None
 
-    @property
-    def logits(self):
-        return self.layer.logits
-
-    def backward_preactivation(self, dz):
-        batch, time = self._bt
-        dx = self.layer.backward_preactivation(np.ascontiguousarray(dz, dtype=self.dtype).reshape((batch * time,) + dz.shape[2:]))
+    def backward_preactivation(self, dz, ctx=None):
+        ctx = self.context(ctx)
+        batch, time = ctx.bt
+        dx = self.layer.backward_preactivation(np.ascontiguousarray(dz, dtype=self.dtype).reshape((batch * time,) + dz.shape[2:]),
+                                               ctx=ctx.child("layer"))
         return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
 
     def compute_mask(self, x, mask=None):

@@ -3,6 +3,7 @@ import numpy as np
 
 from .._validation import as_float_array, describe
 from .base import Layer
+from .context import Parameter
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -31,6 +32,10 @@ class Bidirectional(Layer):
     directions (Keras forces zero_output_for_mask there: "the previous output" of a reversed
     sequence would come from the future). ``forward(x, initial_state=[...])`` takes the forward
     layer's states followed by the backward layer's.
+
+    Each direction's call keeps its state in a child of the wrapper's call context:
+    ``ctx.child("forward_layer")`` and ``ctx.child("backward_layer")`` (after a direct call, those
+    of ``bi.context(None)``: e.g. ``.child("forward_layer").initial_state_grads``).
     """
 
     accepts_mask = True
@@ -68,26 +73,17 @@ class Bidirectional(Layer):
         for sub in (self.forward_layer, self.backward_layer):
             sub.zero_output_for_mask = self.return_sequences
         self.trainable = trainable
-        self.accumulate_grads = False
         self._initial_weights = weights
 
-    # flags a model sets on the wrapper act on both directions
-    @property
-    def accumulate_grads(self):
-        return self.forward_layer.accumulate_grads
-
-    @accumulate_grads.setter
-    def accumulate_grads(self, value):
-        if "backward_layer" in self.__dict__:   # Layer.__init__ sets it before the copies exist
-            self.forward_layer.accumulate_grads = self.backward_layer.accumulate_grads = bool(value)
-
+    # trainable set on the wrapper acts on both directions (the call flags, accumulate and
+    # need_input_grad, reach them through the child contexts)
     @property
     def trainable(self):
         return self.forward_layer.trainable
 
     @trainable.setter
     def trainable(self, value):
-        if "backward_layer" in self.__dict__:
+        if hasattr(self, "backward_layer"):   # Layer.__init__ sets it before the copies exist
             self.forward_layer.trainable = self.backward_layer.trainable = bool(value)
 
     # ----------------------------------------------------------------- shapes
@@ -109,13 +105,13 @@ class Bidirectional(Layer):
                 raise ValueError(f"{describe(self)}: the backward layer '{sub.name}' is built in {sub.dtype}, "
                                  f"the wrapper runs in {self.dtype}")
             sub.ensure_built(input_shape)
-        f, b = self.forward_layer, self.backward_layer
-        self._nf = len(f._weights)
-        self._weights = f._weights + b._weights
-        self._grads = f._grads + b._grads
-        self._weight_names = [f"{f.name}/{n}" for n in f._weight_names] + [f"{b.name}/{n}" for n in b._weight_names]
-        self._weight_trainable = f._weight_trainable + b._weight_trainable
-        self._regularizers = f._regularizers + b._regularizers
+        # the wrapper's own Parameters, named "<direction layer>/<weight>", over the same arrays
+        self._params = []
+        for sub in (self.forward_layer, self.backward_layer):
+            for p in sub._params:
+                own = Parameter(f"{sub.name}/{p.name}", p.value, p.regularizer, p.trainable)
+                own.grad = p.grad
+                self._params.append(own)
         if self._initial_weights is not None:
             self.built = True
             self.set_weights(self._initial_weights)
@@ -147,12 +143,8 @@ class Bidirectional(Layer):
     def _sync(self):
         """Hand the sublayers this wrapper's weight and gradient arrays (a model may have rebound
         them to views of its flat buffers)."""
-        nf = self._nf
-        self.forward_layer._weights[:] = self._weights[:nf]
-        self.backward_layer._weights[:] = self._weights[nf:]
-        self.forward_layer._grads[:] = self._grads[:nf]
-        self.backward_layer._grads[:] = self._grads[nf:]
-        self.forward_layer.need_input_grad = self.backward_layer.need_input_grad = self.need_input_grad
+        for own, sub in zip(self._params, self.forward_layer._params + self.backward_layer._params):
+            sub.value, sub.grad = own.value, own.grad
 
     def __call__(self, x, training=False, mask=None, initial_state=None):
         if getattr(x, "_cydnn_symbolic_call", None) is not None:
@@ -167,7 +159,8 @@ class Bidirectional(Layer):
         y = self.forward(x, training=training, mask=mask, initial_state=initial_state)
         return [a.copy() for a in y] if isinstance(y, list) else y.copy()
 
-    def forward(self, x, training=False, mask=None, initial_state=None):
+    def forward(self, x, training=False, mask=None, initial_state=None, ctx=None):
+        ctx = self.context(ctx)
         self._sync()
         init_f = init_b = None
         if initial_state is not None:
@@ -177,30 +170,32 @@ class Bidirectional(Layer):
                 raise ValueError(f"{describe(self)}: expected initial_state as {2 * n} arrays (the forward "
                                  f"layer's {n}, then the backward layer's {n}), received {len(states)}")
             init_f, init_b = states[:n], states[n:]
-        yf = self.forward_layer.forward(x, training=training, mask=mask, initial_state=init_f)
-        yb = self.backward_layer.forward(x, training=training, mask=mask, initial_state=init_b)
+        yf = self.forward_layer.forward(x, training=training, mask=mask, initial_state=init_f,
+                                        ctx=ctx.child("forward_layer"))
+        yb = self.backward_layer.forward(x, training=training, mask=mask, initial_state=init_b,
+                                         ctx=ctx.child("backward_layer"))
         (of, sf), (ob, sb) = self._split(yf), self._split(yb)
         if self.return_sequences:   # the backward copy's outputs back in time order
-            ob = _reversed_in_time(ob, self.buffer("ob", ob.shape))
-        self._of, self._ob = of, ob
-        merged = self._merge(of, ob)
+            ob = _reversed_in_time(ob, ctx.buffer("ob", ob.shape, self.dtype))
+        ctx.of, ctx.ob = of, ob
+        merged = self._merge(ctx, of, ob)
         outs = (list(merged) if self.merge_mode is None else [merged]) + sf + sb
         return outs if len(outs) > 1 else outs[0]
 
     def _split(self, y):
         return (y[0], list(y[1:])) if self.return_state else (y, [])
 
-    def _merge(self, of, ob):
+    def _merge(self, ctx, of, ob):
         mode = self.merge_mode
         if mode is None:
             return [of, ob]
         if mode == "concat":
             u = of.shape[-1]
-            y = self.buffer("y", of.shape[:-1] + (u + ob.shape[-1],))
+            y = ctx.buffer("y", of.shape[:-1] + (u + ob.shape[-1],), self.dtype)
             y[..., :u] = of
             y[..., u:] = ob
             return y
-        y = self.buffer("y", of.shape)
+        y = ctx.buffer("y", of.shape, self.dtype)
         if mode == "sum":
             np.add(of, ob, out=y)
         elif mode == "mul":
@@ -210,7 +205,8 @@ class Bidirectional(Layer):
             y *= 0.5
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
         self._sync()
         n_out = 2 if self.merge_mode is None else 1
         dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
@@ -221,25 +217,25 @@ class Bidirectional(Layer):
         if len(dys) != expected:
             raise ValueError(f"{describe(self)}: expected {expected} output gradients, received {len(dys)}")
         douts, dsf, dsb = dys[:n_out], dys[n_out:n_out + n_states], dys[n_out + n_states:]
-        dof, dob = self._unmerge(douts)
+        dof, dob = self._unmerge(ctx, douts)
         if dof is not None and not dof.flags.c_contiguous:   # a slice of the concatenated gradient
-            dof = _copy(dof, self.buffer("dof_c", dof.shape))
+            dof = _copy(dof, ctx.buffer("dof_c", dof.shape, self.dtype))
         if dob is not None:
             if self.return_sequences:   # back into the backward copy's step order
-                dob = _reversed_in_time(dob, self.buffer("dob_steps", dob.shape))
+                dob = _reversed_in_time(dob, ctx.buffer("dob_steps", dob.shape, self.dtype))
             elif not dob.flags.c_contiguous:
-                dob = _copy(dob, self.buffer("dob_c", dob.shape))
+                dob = _copy(dob, ctx.buffer("dob_c", dob.shape, self.dtype))
         gf = [dof] + dsf if self.return_state else dof
         gb = [dob] + dsb if self.return_state else dob
-        dxf = self.forward_layer.backward(gf)
-        dxb = self.backward_layer.backward(gb)
+        dxf = self.forward_layer.backward(gf, ctx=ctx.child("forward_layer"))
+        dxb = self.backward_layer.backward(gb, ctx=ctx.child("backward_layer"))
         if dxf is None:
             return None
-        dx = self.buffer("dx", dxf.shape)
+        dx = ctx.buffer("dx", dxf.shape, self.dtype)
         np.add(dxf, dxb, out=dx)
         return dx
 
-    def _unmerge(self, douts):
+    def _unmerge(self, ctx, douts):
         mode = self.merge_mode
         if mode is None:
             return tuple(None if d is None else np.asarray(d) for d in douts)
@@ -248,14 +244,14 @@ class Bidirectional(Layer):
             return None, None
         dy = np.asarray(dy)
         if mode == "concat":
-            u = self._of.shape[-1]
+            u = ctx.of.shape[-1]
             return dy[..., :u], dy[..., u:]
         if mode == "sum":
             return dy, dy
         if mode == "mul":   # d(f * b) = dy * b, dy * f
-            return (np.multiply(dy, self._ob, out=self.buffer("dof", dy.shape)),
-                    np.multiply(dy, self._of, out=self.buffer("dob", dy.shape)))
-        half = np.multiply(dy, 0.5, out=self.buffer("dof", dy.shape))   # ave
+            return (np.multiply(dy, ctx.ob, out=ctx.buffer("dof", dy.shape, self.dtype)),
+                    np.multiply(dy, ctx.of, out=ctx.buffer("dob", dy.shape, self.dtype)))
+        half = np.multiply(dy, 0.5, out=ctx.buffer("dof", dy.shape, self.dtype))   # ave
         return half, half
 
     # ----------------------------------------------------------------- config
