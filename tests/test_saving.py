@@ -12,6 +12,7 @@ import pytest
 import cydnn
 from cydnn import layers, optimizers, saving
 from cydnn.layers.base import Layer
+from cydnn.saving import container
 
 # ---------------------------------------------------------------------------------------------
 # one small model per layer type: (make the layer, input shape without batch, input kind)
@@ -402,11 +403,11 @@ def test_missing_file_raises_file_not_found(tmp_path):
 
 
 def rewrite(src, dst, edit):
-    archive = saving._Archive(src, kind=None)
+    archive = container._Archive(src, kind=None)
     config = archive.config
     edit(config)
     arrays = {n: archive.array(n, dtype_kinds="fiu") for n in archive._zip.namelist() if n.endswith(".npy")}
-    saving._write_archive(dst, config, arrays)
+    container._write_archive(dst, config, arrays)
 
 
 def test_newer_format_version_is_refused(saved_bytes, tmp_path):
@@ -711,7 +712,7 @@ def test_every_multi_input_layer_has_a_functional_recipe():
 
 @pytest.mark.parametrize("name", [n for n in layer_types() if RECIPES.get(n, 0) is None])
 def test_functional_round_trip_multi_input_layer(name, tmp_path):
-    from cydnn.functional import Input, Model
+    from cydnn import Input, Model
     cydnn.set_random_seed(4)
     a, b = Input(shape=(4, 3), name="query"), Input(shape=(4, 3), name="value")
     shared = layers.Dense(3, activation="tanh", name="shared")  # one layer called twice

@@ -13,12 +13,12 @@ from .version import __version__
 from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
                optimizers, regularizers, schedules)
 from .backend import floatx, set_floatx, set_random_seed
-from .models import Sequential
-from .functional import Input, Model
+from .engine.functional import Input, Model
+from .engine.sequential import Sequential
 from .perceptron import Perceptron
-from .serialization import register_serializable
+from .registry import register_serializable
 from .saving import load_model
-from . import pruning, saving
+from . import models, pruning, saving
 from .threads import get_num_threads, openmp_enabled, set_num_threads
 
 __all__ = [
@@ -27,5 +27,5 @@ __all__ = [
     "get_num_threads", "openmp_enabled", "set_floatx", "floatx", "set_random_seed",
     "register_serializable", "__version__",
 ]
-__all__ += ["load_model", "pruning", "saving"]
+__all__ += ["load_model", "models", "pruning", "saving"]
 __all__ += ["Input", "Model"]

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._validation import ShapeOnly, describe
+from ..saving import serialization
 from .base import Layer
 
 
@@ -115,14 +116,12 @@ class TimeDistributed(Layer):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
-        from .. import serialization
         config = super().get_config()
         config.pop("dtype", None)  # the wrapped layer's
         return {**config, "layer": serialization.serialize_layer(self.layer)}
 
     @classmethod
     def from_config(cls, config):
-        from .. import serialization
         config = dict(config)
         layer = serialization.deserialize_layer(config.pop("layer"))
         return cls(layer, **config)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._validation import as_float_array, describe
+from ..saving import serialization
 from .base import Layer
 from .context import Parameter
 
@@ -256,7 +257,6 @@ class Bidirectional(Layer):
 
     # ----------------------------------------------------------------- config
     def get_config(self):
-        from .. import serialization
         config = {**super().get_config(), "layer": serialization.serialize_layer(self.layer),
                   "merge_mode": self.merge_mode}
         if self._custom_backward:
@@ -265,7 +265,6 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from .. import serialization
         config = dict(config)
         config["layer"] = serialization.deserialize_layer(config["layer"])
         if config.get("backward_layer") is not None:

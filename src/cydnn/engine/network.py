@@ -32,12 +32,12 @@ import time
 
 import numpy as np
 
-from . import backend, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod, saving, threads
-from ._kernels import optim as _optim_kernels
-from ._validation import as_float_array, check_finite, check_positive_int
-from .callbacks import CallbackList, History
-from .layers.context import CallContext
-from .utils.progbar import Progbar, format_logs
+from .. import backend, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod, saving, threads
+from .._kernels import optim as _optim_kernels
+from .._validation import as_float_array, check_finite, check_positive_int
+from ..callbacks import CallbackList, History
+from ..layers.context import CallContext
+from ..utils.progbar import Progbar, format_logs
 
 
 def _as_list(x):

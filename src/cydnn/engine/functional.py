@@ -10,7 +10,7 @@
 Calling a layer on a ``SymbolicTensor`` builds the layer (from the tensor's shape), records a
 ``Node`` (the layer, its input tensors, its output tensors) and returns new symbolic tensor(s)
 whose shapes come from ``compute_output_shape``. A ``Model(inputs, outputs)`` walks the nodes back
-from its outputs and runs them, in a topological order, as a ``training.Network``: compile, fit,
+from its outputs and runs them, in a topological order, as a ``network.Network``: compile, fit,
 evaluate, predict, summary and get_config work as for ``Sequential``.
 
 Graph order. The nodes run in the post-order of a depth-first walk from the outputs (inputs of a
@@ -43,11 +43,12 @@ import itertools
 
 import numpy as np
 
-from . import registry, serialization
-from ._validation import ShapeOnly, describe
-from .layers.base import unique_name
-from .layers.core import InputLayer
-from .training import Network, _as_list
+from .. import registry
+from .._validation import ShapeOnly, describe
+from ..layers.base import unique_name
+from ..layers.core import InputLayer
+from ..saving import serialization
+from .network import Network, _as_list
 
 _node_ids = itertools.count()
 

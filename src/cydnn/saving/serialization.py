@@ -6,8 +6,8 @@
 makes ``MyLayer`` rebuildable from a saved config, as Keras' register_keras_serializable does.
 Names resolve through the registry (registry.py), so this module needs none of the layers.
 """
-from . import registry
-from .registry import get_registered_object, register_serializable
+from .. import registry
+from ..registry import get_registered_object, register_serializable
 
 __all__ = ["register_serializable", "get_registered_object", "layer_class", "serialize_layer", "deserialize_layer"]
 
