@@ -111,38 +111,41 @@ class VarianceScaling(Initializer):
         return math.sqrt(var) / 0.87962566103423978 * _truncated_standard_normal(shape, rng)
 
 
-class GlorotUniform(VarianceScaling):
+class _VarianceScalingPreset(VarianceScaling):
+    """A VarianceScaling under a Keras name: ``preset`` is its (scale, mode, distribution); the
+    config holds the seed only."""
+
+    preset = None
+
     def __init__(self, seed=None):
-        super().__init__(1.0, "fan_avg", "uniform", seed)
+        super().__init__(*self.preset, seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
 
 
-class GlorotNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+class GlorotUniform(_VarianceScalingPreset):
+    preset = (1.0, "fan_avg", "uniform")
 
 
-class HeUniform(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(2.0, "fan_in", "uniform", seed)
+class GlorotNormal(_VarianceScalingPreset):
+    preset = (1.0, "fan_avg", "truncated_normal")
 
 
-class HeNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+class HeUniform(_VarianceScalingPreset):
+    preset = (2.0, "fan_in", "uniform")
 
 
-class LecunUniform(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "uniform", seed)
+class HeNormal(_VarianceScalingPreset):
+    preset = (2.0, "fan_in", "truncated_normal")
 
 
-class LecunNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+class LecunUniform(_VarianceScalingPreset):
+    preset = (1.0, "fan_in", "uniform")
 
 
-for _cls in (GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal):
-    _cls.get_config = lambda self: {"seed": self.seed}
+class LecunNormal(_VarianceScalingPreset):
+    preset = (1.0, "fan_in", "truncated_normal")
 
 
 class Orthogonal(Initializer):

@@ -94,29 +94,27 @@ class Loss:
         return {"from_logits": self.from_logits} if self.from_logits else {}
 
 
-class MeanSquaredError(Loss):
-    code, name = MSE, "mean_squared_error"
+class _RegressionLoss(Loss):
+    """A loss on real-valued targets: it takes no ``from_logits``."""
 
     def __init__(self):
         super().__init__()
 
 
-class SumSquaredError(Loss):
+class MeanSquaredError(_RegressionLoss):
+    code, name = MSE, "mean_squared_error"
+
+
+class SumSquaredError(_RegressionLoss):
     """Half the summed squared error per sample, ½ Σ (y - ŷ)² (the course's E_total)."""
     code, name = SSE, "sum_squared_error"
 
-    def __init__(self):
-        super().__init__()
 
-
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_RegressionLoss):
     code, name = MAE, "mean_absolute_error"
 
-    def __init__(self):
-        super().__init__()
 
-
-class Huber(Loss):
+class Huber(_RegressionLoss):
     code, name = HUBER, "huber"
 
     def __init__(self, delta=1.0):
@@ -132,39 +130,43 @@ class Huber(Loss):
         return {"delta": self.delta}
 
 
-class BinaryCrossentropy(Loss):
+class _Crossentropy(Loss):
+    """A cross-entropy: ``kernels`` = (its kernel on probabilities, its kernel on logits). The
+    logits kernel serves ``from_logits=True``, and a model whose output layer ends in
+    ``fuses_with`` (the activation that turns logits into probabilities) feeds it the logits."""
+
+    kernels, fuses_with = (None, None), None
+
+    def kernel_code(self):
+        on_probabilities, on_logits = self.kernels
+        return on_logits if self.from_logits else on_probabilities
+
+    def logits_code(self, activation_name):
+        return self.kernels[1] if (activation_name == self.fuses_with and not self.from_logits) else None
+
+
+class BinaryCrossentropy(_Crossentropy):
     name = "binary_crossentropy"
-
-    def kernel_code(self):
-        return BCE_LOGITS if self.from_logits else BCE
-
-    def logits_code(self, activation_name):
-        return BCE_LOGITS if (activation_name == "sigmoid" and not self.from_logits) else None
+    kernels, fuses_with = (BCE, BCE_LOGITS), "sigmoid"
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
     name = "categorical_crossentropy"
-
-    def kernel_code(self):
-        return CCE_LOGITS if self.from_logits else CCE
-
-    def logits_code(self, activation_name):
-        return CCE_LOGITS if (activation_name == "softmax" and not self.from_logits) else None
+    kernels, fuses_with = (CCE, CCE_LOGITS), "softmax"
 
     def compute(self, y_true, y_pred, sample_weight, grad, code=None):
         # the softmax runs over the last axis: one row per sample, or per (sample, step) of a
-        # sequence output (batch, time, classes); the mean is over all rows, as in Keras
-        return _rows_over_last_axis(super().compute, y_true, y_pred, sample_weight, grad, code)
-
-
-def _rows_over_last_axis(compute, y_true, y_pred, sample_weight, grad, code):
-    if y_pred.ndim == 2:
-        return compute(y_true, y_pred, sample_weight, grad, code)
-    p2 = y_pred.reshape(-1, y_pred.shape[-1])
-    if sample_weight is not None and sample_weight.shape[0] != p2.shape[0]:
-        sample_weight = np.repeat(sample_weight, p2.shape[0] // sample_weight.shape[0])
-    return compute(y_true.reshape(p2.shape), p2, sample_weight, None if grad is None else grad.reshape(p2.shape),
-                   code)
+        # sequence output (batch, time, classes); the mean is over all rows, as in Keras. Sparse
+        # labels: one per row.
+        if y_pred.ndim != 2:
+            p2 = y_pred.reshape(-1, y_pred.shape[-1])
+            if sample_weight is not None and sample_weight.shape[0] != p2.shape[0]:
+                sample_weight = np.repeat(sample_weight, p2.shape[0] // sample_weight.shape[0])
+            y_true = y_true.reshape(-1) if self.sparse else y_true.reshape(p2.shape)
+            y_pred, grad = p2, None if grad is None else grad.reshape(p2.shape)
+        elif self.sparse:
+            y_true = y_true.reshape(-1)
+        return super().compute(y_true, y_pred, sample_weight, grad, code)
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
@@ -192,15 +194,6 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             raise ValueError(f"{self._who()}: expected labels in [0, {n_classes}) for {n_classes} output classes, "
                              f"received label {bad}")
         return y
-
-    def compute(self, y_true, y_pred, sample_weight, grad, code=None):
-        p2 = y_pred.reshape(-1, y_pred.shape[-1])
-        g2 = None if grad is None else grad.reshape(p2.shape)
-        if sample_weight is not None and sample_weight.shape[0] != p2.shape[0]:
-            sample_weight = np.repeat(sample_weight, p2.shape[0] // sample_weight.shape[0])
-        rows = self._buffer("rows", (p2.shape[0],))
-        c = self.kernel_code() if code is None else code
-        return _k.loss_sparse(c, y_true.reshape(-1), p2, sample_weight, g2, rows, threads.get_num_threads())
 
 
 mean_squared_error = mse = MeanSquaredError

@@ -39,10 +39,7 @@ class Sequential(Network):
             if any(existing is layer for existing in self._layers):
                 raise ValueError(f"Sequential '{self.name}': layer '{layer.name}' is already in the model")
             self._layers.append(layer)
-        self._reset_contexts()
-        declared = self._declared_input_shape()
-        if declared is not None and self._layers:
-            self.build(declared)
+        self._layers_changed()
         return self
 
     def pop(self):
@@ -51,11 +48,15 @@ class Sequential(Network):
         layer = self._layers.pop()
         self.built = False
         self._pack_key = None
+        self._layers_changed()
+        return layer
+
+    def _layers_changed(self):
+        """After add/pop: fresh call contexts, and a rebuild when the input shape is declared."""
         self._reset_contexts()
         declared = self._declared_input_shape()
         if declared is not None and self._layers:
             self.build(declared)
-        return layer
 
     def _declared_input_shape(self):
         if self._input_layer is not None:

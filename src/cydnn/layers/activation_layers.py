@@ -56,10 +56,7 @@ class PReLU(Layer):
         if self.trainable:
             contrib = np.where(neg, dy * x, 0)
             g = contrib.sum(axis=self._reduce_axes, keepdims=True)[0]
-            if ctx.accumulate:
-                self._params[0].grad += g
-            else:
-                self._params[0].grad[...] = g
+            self._params[0].set_grad(g, ctx.accumulate)
         if not ctx.need_input_grad:
             return None
         dx = ctx.buffer("dx", dy.shape, self.dtype)
@@ -137,9 +134,9 @@ class Maxout(Layer):
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
 
 
-class ReLU(Activation):
-    def __init__(self, **kwargs):
-        super().__init__("relu", **kwargs)
+class _FixedActivation(Activation):
+    """An Activation layer whose function the class fixes: its config holds the function's
+    arguments (the subclass adds them), never ``activation``."""
 
     def get_config(self):
         config = super().get_config()
@@ -147,7 +144,12 @@ class ReLU(Activation):
         return config
 
 
-class LeakyReLU(Activation):
+class ReLU(_FixedActivation):
+    def __init__(self, **kwargs):
+        super().__init__("relu", **kwargs)
+
+
+class LeakyReLU(_FixedActivation):
     """``y = x if x > 0 else negative_slope * x`` (Keras default slope 0.3)."""
 
     def __init__(self, negative_slope=0.3, **kwargs):
@@ -155,12 +157,10 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def get_config(self):
-        config = super().get_config()
-        config.pop("activation")
-        return {**config, "negative_slope": self.negative_slope}
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
-class ELU(Activation):
+class ELU(_FixedActivation):
     """``y = x if x > 0 else alpha * (exp(x) - 1)``."""
 
     def __init__(self, alpha=1.0, **kwargs):
@@ -168,18 +168,11 @@ class ELU(Activation):
         self.alpha = float(alpha)
 
     def get_config(self):
-        config = super().get_config()
-        config.pop("activation")
-        return {**config, "alpha": self.alpha}
+        return {**super().get_config(), "alpha": self.alpha}
 
 
-class Softmax(Activation):
+class Softmax(_FixedActivation):
     """Softmax over the last axis."""
 
     def __init__(self, **kwargs):
         super().__init__("softmax", **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("activation")
-        return config

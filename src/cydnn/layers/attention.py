@@ -30,6 +30,19 @@ def _fmt(shape):
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
 
 
+def _mask_u8(layer, ctx, key, m, shape, what, axes):
+    """The boolean mask m (None: no mask) as uint8 in ctx's buffer ``key``, after checking that
+    it has ``shape``; ``what`` and ``axes`` name the mask and its axes in the error."""
+    if m is None:
+        return None
+    m = np.asarray(m)
+    if m.shape != shape:
+        raise ValueError(f"{describe(layer)}: expected {what} of shape {shape} {axes}, received shape {m.shape}")
+    buf = ctx.buffer(key, shape, np.uint8)
+    np.not_equal(m, 0, out=buf, casting="unsafe")
+    return buf
+
+
 class _BaseDenseAttention(Layer):
     """Shared machinery of Attention and AdditiveAttention (Keras' BaseDenseAttention).
     They follow the multi-input layer protocol of layers/merge.py."""
@@ -137,17 +150,6 @@ class _BaseDenseAttention(Layer):
         """(mode, scale, w, outer) for the kernel."""
         raise NotImplementedError
 
-    def _mask_u8(self, ctx, key, m, shape, what):
-        if m is None:
-            return None
-        m = np.asarray(m)
-        if m.shape != shape:
-            raise ValueError(f"{describe(self)}: expected a {what} mask of shape {shape} (batch, steps), "
-                             f"received shape {m.shape}")
-        buf = ctx.buffer(key, shape, np.uint8)
-        np.not_equal(m, 0, out=buf, casting="unsafe")
-        return buf
-
     def _not_a_list(self, x):
         raise ValueError(f"{describe(self)}: expected a list of inputs [query, value] or [query, value, key], "
                          f"received a single array of shape {_fmt(np.shape(x))}")
@@ -175,8 +177,9 @@ class _BaseDenseAttention(Layer):
         if masks is None:
             raise ValueError(f"{describe(self)}: expected mask=[query_mask, value_mask], received a single array")
         b, tq, tv = q.shape[0], q.shape[1], v.shape[1]
-        qmask = self._mask_u8(ctx, "qmask", masks[0] if masks else None, (b, tq), "query")
-        vmask = self._mask_u8(ctx, "vmask", masks[1] if len(masks) > 1 else None, (b, tv), "value")
+        qmask = _mask_u8(self, ctx, "qmask", masks[0] if masks else None, (b, tq), "a query mask", "(batch, steps)")
+        vmask = _mask_u8(self, ctx, "vmask", masks[1] if len(masks) > 1 else None, (b, tv), "a value mask",
+                         "(batch, steps)")
 
         drop = dropped = None
         if training and self.dropout > 0:
@@ -245,15 +248,6 @@ class _BaseDenseAttention(Layer):
             ones = ctx.ones = np.ones(d, dtype=self.dtype)
         return ones
 
-    def _set_grad(self, ctx, i, value):
-        g = self._params[i].grad
-        if g is None:
-            return
-        if ctx.accumulate:
-            g += value
-        else:
-            g[...] = value
-
     def compute_mask(self, x, mask=None):
         """The query mask passes on (the output has the query's steps), as in Keras."""
         if isinstance(mask, (list, tuple)) and mask:
@@ -318,12 +312,12 @@ class Attention(_BaseDenseAttention):
     def _store_param_grads(self, ctx, dsum):
         if self.score_mode == "dot":
             if self._scale_index is not None:
-                self._set_grad(ctx, self._scale_index, dsum[0])
+                self._params[self._scale_index].set_grad(dsum[0], ctx.accumulate)
         else:
             d = dsum.shape[0] - 2
             if self._scale_index is not None:
-                self._set_grad(ctx, self._scale_index, dsum[d])
-            self._set_grad(ctx, self._concat_index, dsum[d + 1])
+                self._params[self._scale_index].set_grad(dsum[d], ctx.accumulate)
+            self._params[self._concat_index].set_grad(dsum[d + 1], ctx.accumulate)
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode}
@@ -360,7 +354,7 @@ class AdditiveAttention(_BaseDenseAttention):
 
     def _store_param_grads(self, ctx, dsum):
         if self.use_scale:
-            self._set_grad(ctx, 0, dsum[:dsum.shape[0] - 2])
+            self._params[0].set_grad(dsum[:dsum.shape[0] - 2], ctx.accumulate)
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale}
@@ -468,14 +462,7 @@ class AttentionPooling(Layer):
         d = keys.shape[2]
         q = ctx.buffer("q", (b, 1, d), self.dtype)
         q[...] = self.query  # the learned query, one copy per batch element
-        vmask = None
-        if mask is not None:
-            m = np.asarray(mask)
-            if m.shape != (b, t):
-                raise ValueError(f"{describe(self)}: expected a mask of shape {(b, t)} (batch, time), "
-                                 f"received shape {m.shape}")
-            vmask = ctx.buffer("vmask", (b, t), np.uint8)
-            np.not_equal(m, 0, out=vmask, casting="unsafe")
+        vmask = _mask_u8(self, ctx, "vmask", mask, (b, t), "a mask", "(batch, time)")
         scores = ctx.buffer("scores", (b, 1, t), self.dtype)
         attn = ctx.buffer("attn", (b, 1, t), self.dtype)
         out = ctx.buffer("out", (b, 1, f), self.dtype)

@@ -87,5 +87,14 @@ class Parameter:
     def shape(self):
         return self.value.shape
 
+    def set_grad(self, value, accumulate):
+        """grad := value, or grad += value when accumulating (a no-op for a frozen weight)."""
+        if self.grad is None:
+            return
+        if accumulate:
+            self.grad += value
+        else:
+            self.grad[...] = value
+
     def __repr__(self):
         return f"<Parameter {self.name!r} shape={self.value.shape} trainable={self.trainable}>"

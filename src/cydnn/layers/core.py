@@ -181,26 +181,34 @@ class Dropout(Layer):
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape), "seed": self.seed}
 
 
-class Flatten(Layer):
-    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...); a view, no copy."""
+class _View(Layer):
+    """A layer whose output is its input viewed in another shape, ``_view_shape(x)`` (Flatten,
+    Reshape): no copy, and the gradient is dy viewed back in the input's shape."""
 
     def check_input(self, x):
         check_shape(x, self.input_shape, describe(self))
 
-    def compute_output_shape(self, input_shape):
-        rest = input_shape[1:]
-        return (input_shape[0], None if any(s is None for s in rest) else math.prod(rest))
-
     def forward(self, x, training=False, ctx=None):
         self.context(ctx).x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(self._view_shape(x))
 
     def backward(self, dy, ctx=None):
         ctx = self.context(ctx)
         return dy.reshape(ctx.x_shape) if ctx.need_input_grad else None
 
 
-class Reshape(Layer):
+class Flatten(_View):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...); a view, no copy."""
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if any(s is None for s in rest) else math.prod(rest))
+
+    def _view_shape(self, x):
+        return (x.shape[0], -1)
+
+
+class Reshape(_View):
     """Reshape each sample to ``target_shape`` (batch axis excluded; one entry may be -1)."""
 
     def __init__(self, target_shape, **kwargs):
@@ -209,9 +217,6 @@ class Reshape(Layer):
         if sum(s == -1 for s in self.target_shape) > 1 or any(s == 0 or s < -1 for s in self.target_shape):
             raise ValueError(f"{describe(self)}: expected positive sizes with at most one -1, "
                              f"received target_shape={target_shape!r}")
-
-    def check_input(self, x):
-        check_shape(x, self.input_shape, describe(self))
 
     def compute_output_shape(self, input_shape):
         n = math.prod(input_shape[1:])
@@ -228,13 +233,8 @@ class Reshape(Layer):
                              f"({n} values per sample) to target_shape {self.target_shape}")
         return (input_shape[0],) + shape
 
-    def forward(self, x, training=False, ctx=None):
-        self.context(ctx).x_shape = x.shape
-        return x.reshape((x.shape[0],) + self.output_shape[1:])
-
-    def backward(self, dy, ctx=None):
-        ctx = self.context(ctx)
-        return dy.reshape(ctx.x_shape) if ctx.need_input_grad else None
+    def _view_shape(self, x):
+        return (x.shape[0],) + self.output_shape[1:]
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}

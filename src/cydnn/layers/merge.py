@@ -27,12 +27,8 @@ each); there is no compiled kernel here.
 """
 import numpy as np
 
-from .._validation import as_float_array, describe
+from .._validation import _fmt, as_float_array, describe
 from .base import Layer
-
-
-def _fmt(shape):
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _fmt_list(shapes):
@@ -132,11 +128,29 @@ class _Merge(Layer):
         return out
 
     # ----------------------------------------------------------------- running
+    def forward(self, xs, training=False, ctx=None):
+        """Keeps the input shapes (for the gradient buffers) and the output shape (to view dy
+        in) around ``_combine``, which each merge defines: ``_combine(ctx, xs) -> y``, a buffer
+        of ctx."""
+        ctx = self.context(ctx)
+        ctx.shapes = [x.shape for x in xs]
+        y = self._combine(ctx, xs)
+        ctx.y_shape = y.shape
+        return y
+
     def _out_buffer(self, ctx, xs):
         shape = xs[0].shape
         if any(x.shape != shape for x in xs):  # (np.broadcast_shapes allocates: only when needed)
             shape = np.broadcast_shapes(*(x.shape for x in xs))
         return ctx.buffer("y", shape, self.dtype)
+
+    def _fold(self, op, ctx, xs):
+        """y := op(...op(op(x_0, x_1), x_2)..., x_n) elementwise (broadcast), in the out buffer."""
+        y = self._out_buffer(ctx, xs)
+        op(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            op(y, x, out=y)
+        return y
 
     def _grad_buffers(self, ctx):
         """One buffer per input for its gradient (input shapes of this call's forward)."""
@@ -153,15 +167,8 @@ class _Merge(Layer):
 class Add(_Merge):
     """Elementwise sum of a list of inputs: ``Add()([a, b])``."""
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
-        y = self._out_buffer(ctx, xs)
-        np.add(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.add(y, x, out=y)
-        ctx.y_shape = y.shape
-        return y
+    def _combine(self, ctx, xs):
+        return self._fold(np.add, ctx, xs)
 
     def _input_grads(self, ctx, dy, dxs):
         # d(sum)/dx_i = 1: each input gets dy (summed over its broadcast axes)
@@ -173,13 +180,8 @@ class Subtract(_Merge):
 
     max_inputs = 2
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
-        y = self._out_buffer(ctx, xs)
-        np.subtract(xs[0], xs[1], out=y)
-        ctx.y_shape = y.shape
-        return y
+    def _combine(self, ctx, xs):
+        return self._fold(np.subtract, ctx, xs)  # two inputs: a - b
 
     def _input_grads(self, ctx, dy, dxs):
         # d(a - b)/da = 1, d(a - b)/db = -1
@@ -192,16 +194,9 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     """Elementwise product of a list of inputs."""
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
+    def _combine(self, ctx, xs):
         ctx.xs = list(xs)
-        y = self._out_buffer(ctx, xs)
-        np.multiply(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.multiply(y, x, out=y)
-        ctx.y_shape = y.shape
-        return y
+        return self._fold(np.multiply, ctx, xs)
 
     def _input_grads(self, ctx, dy, dxs):
         # d(x_0 * ... * x_n)/dx_i = product of the other inputs (computed directly, not y / x_i,
@@ -219,15 +214,9 @@ class Multiply(_Merge):
 class Average(_Merge):
     """Elementwise mean of a list of inputs."""
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
-        y = self._out_buffer(ctx, xs)
-        np.add(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.add(y, x, out=y)
+    def _combine(self, ctx, xs):
+        y = self._fold(np.add, ctx, xs)
         y *= 1.0 / len(xs)
-        ctx.y_shape = y.shape
         return y
 
     def _input_grads(self, ctx, dy, dxs):
@@ -245,17 +234,10 @@ class _Extremum(_Merge):
 
     _op = None
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
+    def _combine(self, ctx, xs):
         ctx.xs = list(xs)
-        y = self._out_buffer(ctx, xs)
-        self._op(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            self._op(y, x, out=y)
-        ctx.y = y
-        ctx.y_shape = y.shape
-        return y
+        ctx.y = self._fold(self._op, ctx, xs)
+        return ctx.y
 
     def _input_grads(self, ctx, dy, dxs):
         taken = ctx.buffer("taken", dy.shape, bool)
@@ -323,15 +305,12 @@ class Concatenate(_Merge):
             out[a] = known.pop() if known else None
         return tuple(out)
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
-        ctx.shapes = [x.shape for x in xs]
+    def _combine(self, ctx, xs):
         axis = self._axis(xs[0].ndim)
         shape = list(xs[0].shape)
         shape[axis] = sum(x.shape[axis] for x in xs)
         y = ctx.buffer("y", tuple(shape), self.dtype)
         np.concatenate(xs, axis=axis, out=y)
-        ctx.y_shape = y.shape
         return y
 
     def _input_grads(self, ctx, dy, dxs):
@@ -410,10 +389,8 @@ class Dot(_Merge):
         norm = np.sqrt(np.maximum(np.sum(x * x, axis=axis, keepdims=True), 1e-12))
         return x / norm, norm
 
-    def forward(self, xs, training=False, ctx=None):
-        ctx = self.context(ctx)
+    def _combine(self, ctx, xs):
         x, z = xs
-        ctx.shapes = [x.shape, z.shape]
         ax, az = self._resolve([x.shape, z.shape])
         ctx.ax, ctx.az = ax, az
         if self.normalize:
@@ -427,7 +404,6 @@ class Dot(_Merge):
         y = ctx.buffer("y", out_shape, self.dtype)
         np.matmul(a, b, out=y.reshape(a.shape[0], a.shape[1], b.shape[2]))
         ctx.a, ctx.b = a, b
-        ctx.y_shape = y.shape
         return y
 
     def _input_grads(self, ctx, dy, dxs):

@@ -19,7 +19,55 @@ def _check_int_axis(axis, who):
     return int(axis)
 
 
-class BatchNormalization(Layer):
+class _Normalization(Layer):
+    """What BatchNormalization and LayerNormalization share: ``epsilon``, and the learned
+    elementwise affine map after the normalization -- ``gamma`` (when ``scale``) then ``beta``
+    (when ``center``), the layer's first weights, with their initializers and regularizers."""
+
+    supports_masking = True
+
+    def __init__(self, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                 gamma_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = check_positive_float(epsilon, describe(self), "epsilon")
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _add_affine_weights(self, shape):
+        """gamma and beta of the given shape, each when enabled (in build, before other weights)."""
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+
+    @property
+    def gamma(self):
+        return self._params[0].value if self.scale else None
+
+    @property
+    def beta(self):
+        return self._params[int(self.scale)].value if self.center else None
+
+    def _affine_grads(self):
+        """(dgamma, dbeta): the gradient buffers the backward writes, None where not trained."""
+        train = self.trainable
+        dgamma = self._params[0].grad if (train and self.scale) else None
+        dbeta = self._params[int(self.scale)].grad if (train and self.center) else None
+        return dgamma, dbeta
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+class BatchNormalization(_Normalization):
     """Normalizes each channel with the statistics of the batch (training) or moving averages
     of them (inference), then scales by ``gamma`` and shifts by ``beta``:
 
@@ -50,26 +98,19 @@ class BatchNormalization(Layer):
     the mask is passed on.
     """
 
-    supports_masking = True
     accepts_mask = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, **kwargs)
         who = describe(self)
         self.axis = _check_int_axis(axis, who)
         self.momentum = check_fraction(momentum, who, "momentum", high_open=False)
-        self.epsilon = check_positive_float(epsilon, who, "epsilon")
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
 
     # ----------------------------------------------------------------- building
     def _channel_axis(self, rank):
@@ -92,10 +133,7 @@ class BatchNormalization(Layer):
         self._axis = self._channel_axis(len(input_shape))
         self._channels = int(input_shape[self._axis])
         shape = (self._channels,)
-        if self.scale:
-            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
-        if self.center:
-            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+        self._add_affine_weights(shape)
         self._mm = len(self._params)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
         self.add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
@@ -104,14 +142,6 @@ class BatchNormalization(Layer):
         expected = [None] * len(self.input_shape)
         expected[self._axis] = self._channels
         check_shape(x, tuple(expected), describe(self))
-
-    @property
-    def gamma(self):
-        return self._params[0].value if self.scale else None
-
-    @property
-    def beta(self):
-        return self._params[int(self.scale)].value if self.center else None
 
     @property
     def moving_mean(self):
@@ -178,9 +208,7 @@ class BatchNormalization(Layer):
     def backward(self, dy, ctx=None):
         ctx = self.context(ctx)
         dy2 = self._to_rows(ctx, dy, "dy_t")
-        train = self.trainable
-        dgamma = self._params[0].grad if (train and self.scale) else None
-        dbeta = self._params[int(self.scale)].grad if (train and self.center) else None
+        dgamma, dbeta = self._affine_grads()
         dx2 = ctx.buffer("dx", dy2.shape, self.dtype) if ctx.need_input_grad else None
         partials, coef = self._scratch(ctx, dy2.shape[0])
         _norm.batch_norm_backward(ctx.x2, ctx.mask, dy2, self.gamma, ctx.stats, dgamma,
@@ -190,16 +218,11 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
-                "beta_initializer": initializers.serialize(self.beta_initializer),
-                "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
-                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """Normalizes each sample over its last axis (or trailing axes), then scales by ``gamma``
     and shifts by ``beta`` elementwise:
 
@@ -221,11 +244,10 @@ class LayerNormalization(Layer):
     A sequence mask passes through unchanged (each time step is normalized on its own).
     """
 
-    supports_masking = True
-
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, **kwargs)
         who = describe(self)
         if isinstance(axis, (list, tuple)):
             if not axis:
@@ -234,13 +256,6 @@ class LayerNormalization(Layer):
             self.axis = [_check_int_axis(a, who) for a in axis]
         else:
             self.axis = _check_int_axis(axis, who)
-        self.epsilon = check_positive_float(epsilon, who, "epsilon")
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
 
     def _axes(self, rank):
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
@@ -263,21 +278,10 @@ class LayerNormalization(Layer):
         self._first_axis = self._axes(len(input_shape))[0]
         self._param_shape = tuple(int(s) for s in input_shape[self._first_axis:])
         self._features = math.prod(self._param_shape)
-        if self.scale:
-            self.add_weight("gamma", self._param_shape, self.gamma_initializer, self.gamma_regularizer)
-        if self.center:
-            self.add_weight("beta", self._param_shape, self.beta_initializer, self.beta_regularizer)
+        self._add_affine_weights(self._param_shape)
 
     def check_input(self, x):
         check_shape(x, (None,) * self._first_axis + self._param_shape, describe(self))
-
-    @property
-    def gamma(self):
-        return self._params[0].value if self.scale else None
-
-    @property
-    def beta(self):
-        return self._params[int(self.scale)].value if self.center else None
 
     def _flat(self, w):
         return None if w is None else w.reshape(-1)
@@ -295,9 +299,7 @@ class LayerNormalization(Layer):
     def backward(self, dy, ctx=None):
         ctx = self.context(ctx)
         dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self._features)
-        train = self.trainable
-        dgamma = self._flat(self._params[0].grad) if (train and self.scale) else None
-        dbeta = self._flat(self._params[int(self.scale)].grad) if (train and self.center) else None
+        dgamma, dbeta = (self._flat(g) for g in self._affine_grads())
         dx2 = ctx.buffer("dx", dy2.shape, self.dtype) if ctx.need_input_grad else None
         partials = None
         if dgamma is not None or dbeta is not None:
@@ -308,9 +310,4 @@ class LayerNormalization(Layer):
         return None if dx2 is None else dx2.reshape(ctx.x_shape)
 
     def get_config(self):
-        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale,
-                "beta_initializer": initializers.serialize(self.beta_initializer),
-                "gamma_initializer": initializers.serialize(self.gamma_initializer),
-                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+        return {**super().get_config(), "axis": self.axis}

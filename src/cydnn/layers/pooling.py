@@ -17,7 +17,56 @@ from .convolutional import (_check_data_format, axis_padding, check_rank_channel
                             conv_output_length, normalize_padding, normalize_tuple)
 
 
-class _Pooling(Layer):
+class _KernelPooling(Layer):
+    """What every pooling layer runs: a compiled kernel on a view of the input.
+
+    ``_views(x)`` gives the kernel's input view, the shape of its output and its window
+    arguments; ``_run_forward(ctx, xk, y, args)`` and ``_run_backward(ctx, dy, dx)`` call the
+    kernels (``_Max`` or ``_Average``). The input and output views and the arguments are kept
+    in ctx for the backward pass.
+    """
+
+    def forward(self, x, training=False, ctx=None):
+        ctx = self.context(ctx)
+        xk, yk_shape, args = self._views(x)
+        y = ctx.buffer("y", yk_shape, self.dtype)
+        self._run_forward(ctx, xk, y, args)
+        ctx.x_shape, ctx.xk_shape, ctx.yk_shape, ctx.args = x.shape, xk.shape, yk_shape, args
+        return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
+
+    def backward(self, dy, ctx=None):
+        ctx = self.context(ctx)
+        if not ctx.need_input_grad:
+            return None
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.yk_shape)
+        dx = ctx.buffer("dx", ctx.xk_shape, self.dtype)
+        self._run_backward(ctx, dy, dx)
+        return dx.reshape(ctx.x_shape)
+
+
+class _Max:
+    """The max kernels' calls (``_kernels`` = forward, backward): the forward keeps the arg-max
+    of every window, through which the backward routes the gradient."""
+
+    def _run_forward(self, ctx, xk, y, args):
+        ctx.argmax = ctx.buffer("argmax", y.shape, np.int32)
+        self._kernels[0](xk, y, ctx.argmax, *args, threads.get_num_threads())
+
+    def _run_backward(self, ctx, dy, dx):
+        self._kernels[1](dy, ctx.argmax, dx, threads.get_num_threads())
+
+
+class _Average:
+    """The average kernels' calls (``_kernels`` = forward, backward)."""
+
+    def _run_forward(self, ctx, xk, y, args):
+        self._kernels[0](xk, y, *args, threads.get_num_threads())
+
+    def _run_backward(self, ctx, dy, dx):
+        self._kernels[1](dy, dx, *ctx.args, threads.get_num_threads())
+
+
+class _Pooling(_KernelPooling):
     rank = 2
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
@@ -69,43 +118,12 @@ class _Pooling(Layer):
                 "padding": self.padding}
 
 
-class _MaxPooling(_Pooling):
-    def forward(self, x, training=False, ctx=None):
-        ctx = self.context(ctx)
-        x4, y4, args = self._views(x)
-        y = ctx.buffer("y", y4, self.dtype)
-        argmax = ctx.buffer("argmax", y4, np.int32)
-        _pool.max_pool2d_forward(x4, y, argmax, *args, threads.get_num_threads())
-        ctx.x_shape, ctx.x4_shape, ctx.argmax = x.shape, x4.shape, argmax
-        return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
-
-    def backward(self, dy, ctx=None):
-        ctx = self.context(ctx)
-        if not ctx.need_input_grad:
-            return None
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.argmax.shape)
-        dx = ctx.buffer("dx", ctx.x4_shape, self.dtype)
-        _pool.max_pool2d_backward(dy, ctx.argmax, dx, threads.get_num_threads())
-        return dx.reshape(ctx.x_shape)
+class _MaxPooling(_Max, _Pooling):
+    _kernels = (_pool.max_pool2d_forward, _pool.max_pool2d_backward)
 
 
-class _AveragePooling(_Pooling):
-    def forward(self, x, training=False, ctx=None):
-        ctx = self.context(ctx)
-        x4, y4, args = self._views(x)
-        y = ctx.buffer("y", y4, self.dtype)
-        _pool.avg_pool2d_forward(x4, y, *args, threads.get_num_threads())
-        ctx.x_shape, ctx.x4_shape, ctx.y4, ctx.args = x.shape, x4.shape, y4, args
-        return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
-
-    def backward(self, dy, ctx=None):
-        ctx = self.context(ctx)
-        if not ctx.need_input_grad:
-            return None
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(ctx.y4)
-        dx = ctx.buffer("dx", ctx.x4_shape, self.dtype)
-        _pool.avg_pool2d_backward(dy, dx, *ctx.args, threads.get_num_threads())
-        return dx.reshape(ctx.x_shape)
+class _AveragePooling(_Average, _Pooling):
+    _kernels = (_pool.avg_pool2d_forward, _pool.avg_pool2d_backward)
 
 
 class MaxPooling2D(_MaxPooling):
@@ -134,7 +152,7 @@ AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
 
 
 # ------------------------------------------------------------------------------ global pooling
-class _GlobalPooling(Layer):
+class _GlobalPooling(_KernelPooling):
     rank = 2
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
@@ -153,55 +171,20 @@ class _GlobalPooling(Layer):
             return (input_shape[0],) + (1,) * self.rank + (input_shape[-1],)
         return (input_shape[0], input_shape[-1])
 
-    def _flat(self, ctx, x):
-        ctx.x_shape = x.shape
-        return x.reshape(x.shape[0], -1, x.shape[-1])
-
-    def _out(self, ctx, y):
-        return y.reshape((y.shape[0],) + self.compute_output_shape(ctx.x_shape)[1:])
+    def _views(self, x):
+        """The (batch, steps, channels) input view, the (batch, channels) output; no arguments."""
+        return x.reshape(x.shape[0], -1, x.shape[-1]), (x.shape[0], x.shape[-1]), ()
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
 
 
-class _GlobalAveragePooling(_GlobalPooling):
-    def forward(self, x, training=False, ctx=None):
-        ctx = self.context(ctx)
-        x3 = self._flat(ctx, x)
-        y = ctx.buffer("y", (x.shape[0], x.shape[-1]), self.dtype)
-        _pool.global_avg_pool_forward(x3, y, threads.get_num_threads())
-        return self._out(ctx, y)
-
-    def backward(self, dy, ctx=None):
-        ctx = self.context(ctx)
-        if not ctx.need_input_grad:
-            return None
-        n, c = ctx.x_shape[0], ctx.x_shape[-1]
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, c)
-        dx = ctx.buffer("dx", (n, int(np.prod(ctx.x_shape[1:-1])), c), self.dtype)
-        _pool.global_avg_pool_backward(dy, dx, threads.get_num_threads())
-        return dx.reshape(ctx.x_shape)
+class _GlobalAveragePooling(_Average, _GlobalPooling):
+    _kernels = (_pool.global_avg_pool_forward, _pool.global_avg_pool_backward)
 
 
-class _GlobalMaxPooling(_GlobalPooling):
-    def forward(self, x, training=False, ctx=None):
-        ctx = self.context(ctx)
-        x3 = self._flat(ctx, x)
-        y = ctx.buffer("y", (x.shape[0], x.shape[-1]), self.dtype)
-        argmax = ctx.buffer("argmax", (x.shape[0], x.shape[-1]), np.int32)
-        _pool.global_max_pool_forward(x3, y, argmax, threads.get_num_threads())
-        ctx.argmax = argmax
-        return self._out(ctx, y)
-
-    def backward(self, dy, ctx=None):
-        ctx = self.context(ctx)
-        if not ctx.need_input_grad:
-            return None
-        n, c = ctx.x_shape[0], ctx.x_shape[-1]
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, c)
-        dx = ctx.buffer("dx", (n, int(np.prod(ctx.x_shape[1:-1])), c), self.dtype)
-        _pool.global_max_pool_backward(dy, ctx.argmax, dx, threads.get_num_threads())
-        return dx.reshape(ctx.x_shape)
+class _GlobalMaxPooling(_Max, _GlobalPooling):
+    _kernels = (_pool.global_max_pool_forward, _pool.global_max_pool_backward)
 
 
 class GlobalAveragePooling2D(_GlobalAveragePooling):

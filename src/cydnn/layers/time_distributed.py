@@ -93,10 +93,15 @@ class TimeDistributed(Layer):
         return y.reshape((batch, time) + y.shape[1:])
 
     def backward(self, dy, ctx=None):
+        return self._inner_backward(self.layer.backward, dy, ctx)
+
+    def _inner_backward(self, method, dy, ctx):
+        """``method`` (a backward of the wrapped layer) on the (batch * time, ...) view of dy,
+        with the wrapped layer's context of this call; dx viewed back as (batch, time, ...)."""
         ctx = self.context(ctx)
         batch, time = ctx.bt
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        dx = self.layer.backward(dy.reshape((batch * time,) + dy.shape[2:]), ctx=ctx.child("layer"))
+        dx = method(dy.reshape((batch * time,) + dy.shape[2:]), ctx=ctx.child("layer"))
         return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
 
     # a softmax/sigmoid output fused with its loss: forward the wrapped layer's hooks
@@ -105,11 +110,7 @@ class TimeDistributed(Layer):
         return getattr(self.layer, "activation", None) if hasattr(self.layer, "backward_preactivation") else None
 
     def backward_preactivation(self, dz, ctx=None):
-        ctx = self.context(ctx)
-        batch, time = ctx.bt
-        dx = self.layer.backward_preactivation(np.ascontiguousarray(dz, dtype=self.dtype).reshape((batch * time,) + dz.shape[2:]),
-                                               ctx=ctx.child("layer"))
-        return None if dx is None else dx.reshape((batch, time) + dx.shape[1:])
+        return self._inner_backward(self.layer.backward_preactivation, dz, ctx)
 
     def compute_mask(self, x, mask=None):
         return mask
