@@ -1,6 +1,7 @@
 """Learning on real data: small convolutional networks on the bundled 8x8 digits (1797 images,
 359 held out). Fixed seeds; the kernels give the same result whatever the thread count."""
 import numpy as np
+import pytest
 
 import cydnn
 from cydnn import layers
@@ -20,6 +21,7 @@ def digits_cnn():
     return demo_model("cnn")
 
 
+@pytest.mark.slow
 def test_cnn_reaches_98_percent_on_digits():
     cydnn.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = digits()

@@ -59,6 +59,7 @@ def test_embedding_mask_zero_lstm_classifies_variable_length_sequences():
     np.testing.assert_allclose(model.predict(np.pad(x_test[short], ((0, 0), (0, 24)))), full, rtol=2e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags():
     """Sign of the value at a marked step of 100, 3 epochs, seeds 0-4: LSTM + AttentionPooling
     reaches >= 95% held-out accuracy with every seed and puts > 10x the uniform weight on the
@@ -87,6 +88,7 @@ def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags
     assert np.median(last_state) <= min(attention) - 0.10, accuracy
 
 
+@pytest.mark.slow
 def test_luong_attention_in_a_functional_model_learns_the_marked_step():
     """The final LSTM state queries the LSTM outputs through Attention: >= 95% after 6 epochs.
     Unclipped Adam(0.01) on this model ends anywhere from 50% to 98% after 3 epochs depending on
