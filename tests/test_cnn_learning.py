@@ -1,6 +1,7 @@
 """Learning on real data: small convolutional networks on the bundled 8x8 digits (1797 images,
 359 held out). Fixed seeds; the kernels give the same result whatever the thread count."""
 import numpy as np
+import pytest
 
 import cydnn
 from cydnn import layers
@@ -20,13 +21,18 @@ def digits_cnn():
     return demo_model("cnn")
 
 
+@pytest.mark.slow
 def test_cnn_reaches_98_percent_on_digits():
+    """The demo's CNN reaches >= 98% held out (355 of 359 images) after 20 epochs. The demo
+    trains 30, which the claim does not need: with seeds 0-3 the held-out accuracy is 98.6-99.4%
+    after every epoch from the 17th to the 30th (seed 0, the one tested: 98.9% after 20, 98.6%
+    after 30); before the 17th it still dips to 98.1% (seed 0, epochs 12 and 16)."""
     cydnn.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = digits()
     model = digits_cnn()
     model.compile(optimizer=cydnn.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    history = model.fit(x_train, y_train, batch_size=32, epochs=30, verbose=0)
+    history = model.fit(x_train, y_train, batch_size=32, epochs=20, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0] / 10
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     assert accuracy >= 0.98, f"test accuracy {accuracy:.4f} (loss {loss:.4f})"

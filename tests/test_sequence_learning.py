@@ -59,12 +59,18 @@ def test_embedding_mask_zero_lstm_classifies_variable_length_sequences():
     np.testing.assert_allclose(model.predict(np.pad(x_test[short], ((0, 0), (0, 24)))), full, rtol=2e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags():
-    """Sign of the value at a marked step of 100, 3 epochs, seeds 0-4: LSTM + AttentionPooling
+    """Sign of the value at a marked step of 100, 2 epochs, seeds 0-4: LSTM + AttentionPooling
     reaches >= 95% held-out accuracy with every seed and puts > 10x the uniform weight on the
     marked step, while the same LSTM read from its last state is, in the median, at least 10
-    points behind. (Its median, not every run: now and then the last state does learn the task
-    within 3 epochs; over seeds 0-7 it reached 85% and 91% twice and about 50% otherwise.)"""
+    points behind.
+
+    2 epochs, not the example's 3: two thirds of the cost, and the attention model has learned
+    by then. Over seeds 0-7 (these 3000 training sequences): attention 97.0-98.8% after 2 epochs
+    (97.6-99.4% after 3), the last state 48.8-51.8% after 2 epochs, every seed at chance. The
+    median stays the claim, not every run: the last state does learn the task now and then
+    (after 3 epochs, 91% with seed 0 and 85% with seed 6, about 50% otherwise)."""
     ex = _example("attention_lstm")
     x_train, y_train, _ = ex.marked_sequences(3000, 100, seed=1)
     x_test, y_test, marker = ex.marked_sequences(1000, 100, seed=2)
@@ -74,7 +80,7 @@ def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags
             cydnn.set_random_seed(seed)
             model = make(100, 16)
             model.compile(optimizer=cydnn.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-            model.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+            model.fit(x_train, y_train, batch_size=32, epochs=2, verbose=0)
             accuracy[make].append(model.evaluate(x_test, y_test)[1])
             if make is ex.attention_lstm and seed == 0:
                 model.predict(x_test, batch_size=1000)
@@ -87,6 +93,7 @@ def test_attention_pooling_lstm_learns_the_marked_step_where_the_last_state_lags
     assert np.median(last_state) <= min(attention) - 0.10, accuracy
 
 
+@pytest.mark.slow
 def test_luong_attention_in_a_functional_model_learns_the_marked_step():
     """The final LSTM state queries the LSTM outputs through Attention: >= 95% after 6 epochs.
     Unclipped Adam(0.01) on this model ends anywhere from 50% to 98% after 3 epochs depending on
