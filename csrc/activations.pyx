@@ -3,7 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from _activation cimport rows_forward, rows_backward
-from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
+from _threads cimport block_start, threads_for_work, ELEMENT_GRAIN
 
 
 def activation_forward(int code, double alpha,

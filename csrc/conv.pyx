@@ -23,7 +23,8 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
+from _blas cimport gemm
+from _threads cimport block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
 
 

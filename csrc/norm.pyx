@@ -11,7 +11,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from _blas cimport block_start
+from _threads cimport block_start
 
 cdef enum:
     CHUNK_ELEMS = 4096   # aim for chunks of at least this many values (16 KiB of float32) ...

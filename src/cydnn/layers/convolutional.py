@@ -28,7 +28,7 @@ _MAX_PARTIAL_BYTES = 32 * 1024 * 1024
 # many the patches are built transposed instead (one run per output row and tap), which measured
 # faster for grey-image first layers (LeNet's 5x5x6 on 28x28x1, batch 64, forward+backward: 2.79 -> 1.76 ms).
 _TRANSPOSED_BELOW = 16
-# Direct kernels (csrc/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
+# Direct kernels (csrc/core/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
 # level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
 _SIMD = _conv.direct_level(-1) >= 1
 # Filters as vector lanes: a filter count that is a multiple of 16 up to this, no dilation (an
