@@ -24,7 +24,8 @@ from libc.math cimport tanh
 from _blas cimport gemm
 from _threads cimport threads_for_elements  # small problems on one thread; same bits either way
 
-cdef enum:
+# score modes, exported to Python (cydnn/layers/attention.py)
+cpdef enum:
     DOT = 0
     ADDITIVE = 1
 

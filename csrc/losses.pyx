@@ -9,7 +9,8 @@ from libc.math cimport exp, log, log1p, fabs
 from _activation cimport sigmoid
 from _threads cimport block_start, threads_for_work, ELEMENT_GRAIN
 
-cdef enum:
+# the loss codes, defined here only (cydnn/losses.py imports them)
+cpdef enum:
     MSE = 0
     SSE = 1
     MAE = 2
