@@ -136,7 +136,7 @@ cdef inline void column_sums(const floating* a, floating* s, Py_ssize_t r0, Py_s
 cdef void sum_partials(const floating* part, floating* out, Py_ssize_t n_parts, Py_ssize_t size,
                        bint accumulate, int n_threads) noexcept nogil:
     """out[e] (+)= sum over p of part[p, e], p in order; threads split the elements e."""
-    cdef int nb = max(1, min(n_threads, <int>(size // 4096) + 1)), t
+    cdef int nb = threads_for_work(size + 4096, 4096, n_threads, n_threads), t   # size // 4096 + 1 at most
     cdef Py_ssize_t e, e0, e1, p
     for t in prange(nb, schedule="static", num_threads=nb):
         e0 = (size * t) // nb
