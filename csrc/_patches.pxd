@@ -15,7 +15,8 @@ cdef struct Geom:
 
 
 cdef inline Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
-                    int pt, int pl, int dh, int dw):
+                           int pt, int pl, int dh, int dw):
+    """Geom {h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw} from its fields."""
     cdef Geom g
     g.h = h; g.w = w; g.c = c; g.oh = oh; g.ow = ow; g.kh = kh; g.kw = kw
     g.sh = sh; g.sw = sw; g.pt = pt; g.pl = pl; g.dh = dh; g.dw = dw
@@ -48,8 +49,8 @@ cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
 
 # --------------------------------------------------------------------------------- im2col / col2im
 cdef inline void im2col(const floating* x,   # IN  one image (h, w, c)
-                 floating* col,       # OUT (oh*ow, kh*kw*c)
-                 const Geom* gp) noexcept nogil:
+                        floating* col,       # OUT (oh*ow, kh*kw*c)
+                        const Geom* gp) noexcept nogil:
     """col[oh*OW + ow, (i*KW + j)*C + c] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside."""
     cdef Geom g = gp[0]  # a local copy: the stores into col cannot alias it, so it stays in registers
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
@@ -86,8 +87,8 @@ cdef inline void im2col(const floating* x,   # IN  one image (h, w, c)
 
 
 cdef inline void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
-                 floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                 const Geom* gp) noexcept nogil:
+                        floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                        const Geom* gp) noexcept nogil:
     """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
     cdef Geom g = gp[0]  # a local copy, as in im2col
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
@@ -131,9 +132,9 @@ cdef inline void valid_range(int n_out, int stride, int off, int size, Py_ssize_
 
 
 cdef inline void im2col_transposed(const floating* x,   # IN  one image (h, w, c)
-                            floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
-                            Py_ssize_t ld,
-                            const Geom* gp) noexcept nogil:
+                                   floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
+                                   Py_ssize_t ld,
+                                   const Geom* gp) noexcept nogil:
     """colt[(i*KW + j)*C + c, oh*OW + ow] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside.
 
     Patches as columns (Caffe's layout): each kernel tap fills whole output rows, long runs that
@@ -170,9 +171,9 @@ cdef inline void im2col_transposed(const floating* x,   # IN  one image (h, w, c
 
 
 cdef inline void col2im_transposed(const floating* colt,  # IN  (kh*kw*c, oh*ow) block, rows ld apart
-                            Py_ssize_t ld,
-                            floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
-                            const Geom* gp) noexcept nogil:
+                                   Py_ssize_t ld,
+                                   floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
+                                   const Geom* gp) noexcept nogil:
     """The adjoint of im2col_transposed."""
     cdef Geom g = gp[0]
     cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, dst

@@ -14,10 +14,12 @@ cdef struct Planes:
 
 
 cdef inline int round_up(int a, int b) noexcept nogil:
+    """ceil(a / b) * b."""
     return (a + b - 1) // b * b
 
 
 cdef inline Planes make_planes(const Geom* g, int f) noexcept nogil:
+    """ph = oh + kh - 1; pw = round_up(ow, block) + kw - 1; ls = round_up(kw * f, 64); lrow = (ow + kw - 1) * f + ls."""
     cdef Planes d
     d.ph = g.oh + g.kh - 1
     d.pw = round_up(g.ow, DIRECT_MAX_BLOCK) + g.kw - 1
@@ -27,8 +29,8 @@ cdef inline Planes make_planes(const Geom* g, int f) noexcept nogil:
 
 
 cdef inline void fill_planes(const floating* x,   # IN  one image (h, w, c)
-                      floating* planes,    # OUT (c, ph, pw)
-                      const Geom* gp, const Planes* d) noexcept nogil:
+                             floating* planes,    # OUT (c, ph, pw)
+                             const Geom* gp, const Planes* d) noexcept nogil:
     """planes[ci, r, s] := x[r - pt, s - pl, ci], 0 outside the image."""
     cdef Geom g = gp[0]
     cdef Py_ssize_t r, s, ci, s0, s1, size = <Py_ssize_t>d.ph * d.pw
@@ -50,8 +52,9 @@ cdef inline void fill_planes(const floating* x,   # IN  one image (h, w, c)
 
 
 cdef inline void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
-                     floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
-                     const Geom* g, const Planes* d, int f) noexcept nogil:
+                            floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
+                            const Geom* g, const Planes* d, int f) noexcept nogil:
+    """dzpad[p, (kw - 1)*f + k] := dz[p, k] for k < ow*f, 0 elsewhere in the row."""
     cdef Py_ssize_t p, k, lead = <Py_ssize_t>(g.kw - 1) * f, run = <Py_ssize_t>g.ow * f
     cdef floating* row
     cdef const floating* src
@@ -67,16 +70,18 @@ cdef inline void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, o
 
 
 cdef inline int padded_rows(const Geom* g) noexcept nogil:
+    """(oh - 1) * sh + kh: rows of a padded image (filters-as-lanes path)."""
     return (g.oh - 1) * g.sh + g.kh
 
 
 cdef inline int padded_cols(const Geom* g) noexcept nogil:
+    """(ow - 1) * sw + kw: columns of a padded image (filters-as-lanes path)."""
     return (g.ow - 1) * g.sw + g.kw
 
 
 cdef inline void fill_padded(const floating* x,   # IN  one image (h, w, c)
-                      floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
-                      const Geom* gp) noexcept nogil:
+                             floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
+                             const Geom* gp) noexcept nogil:
     """xp[r, s, :] := x[r - pt, s - pl, :], 0 outside (filters-as-lanes path)."""
     cdef Geom g = gp[0]
     cdef int hp = padded_rows(&g), wp = padded_cols(&g)
@@ -99,8 +104,8 @@ cdef inline Py_ssize_t padded_size(const Geom* g) noexcept nogil:
 
 
 cdef inline void crop_padded(const floating* xp,   # IN  (hp, wp, c) gradient w.r.t. the padded image
-                      floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                      const Geom* gp) noexcept nogil:
+                             floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                             const Geom* gp) noexcept nogil:
     """x[r, s, :] := xp[r + pt, s + pl, :], 0 where the windows never reach (the adjoint of fill_padded)."""
     cdef Geom g = gp[0]
     cdef int hp = padded_rows(&g), wp = padded_cols(&g)

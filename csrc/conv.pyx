@@ -94,6 +94,7 @@ def conv2d_direct_sizes(int mode, int h, int w, int c, int oh, int ow, int kh, i
 # ------------------------------------------------------------------------------------- helpers
 cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
                                Py_ssize_t n) noexcept nogil:
+    """z[r, :] += b for r0 <= r < r1."""
     cdef Py_ssize_t r, j
     for r in range(r0, r1):
         for j in range(n):
@@ -470,13 +471,19 @@ cdef class ConvPlan:
             # planes take dx from the transposed patches; the lanes never build patches
             self.col = max(self.col, scratch) if self.mode == PLANES else scratch
 
-    def forward(self, x, w, b, z, y, col, int act, double alpha):
+    def forward(self, x,            # IN  (n, h, w, c), shaped as x4
+                w, b,               # IN  (kdim, filters) kernel, (filters,) bias or None
+                z, y,               # OUT (n, oh, ow, filters) pre-activation, activation (may be z)
+                col,                # scratch (threads, col)
+                int act, double alpha):
         """conv2d_forward with this plan: z := conv(x, W) + b;  y := f(z)."""
         conv2d_forward(x, w, b, z, y, col, *self.args, self.chunk, self.groups, self.transposed, self.mode,
                        act, alpha, self.threads)
 
-    def backward(self, x, w, z, y, dy, dz, dw, db, dx, col, dw_part, db_part, int act, double alpha,
-                 bint accumulate):
+    def backward(self, x, w, z, y, dy,    # IN  the forward's input, kernel, outputs; dL/dy
+                 dz, dw, db, dx,          # OUT dL/dz (dy itself when linear); dW, db, dx or None
+                 col, dw_part, db_part,   # scratch (threads, col), (groups, part), (groups, filters)
+                 int act, double alpha, bint accumulate):
         """conv2d_backward with this plan: dz := dy * f'(z); dW, db (+)= their sums; dx."""
         conv2d_backward(x, w, z, y, dy, dz, dw, db, dx, col, dw_part, db_part, *self.args, self.chunk,
                         self.transposed, self.mode, act, alpha, accumulate, self.threads)
