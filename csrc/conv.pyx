@@ -1,7 +1,7 @@
 # Convolutions over NHWC images: Conv2D (and Conv1D as a height-1 Conv2D) by patches + the one GEMM
 # or by the direct kernels, chosen once per shape by a ConvPlan; depthwise convolution by a direct
-# loop. Forward and backward side by side. The patch matrices are _patches.pxd's, the direct paths'
-# layouts _planes.pxd's, their SIMD kernels core/_conv_direct.h's.
+# loop. Forward and backward side by side. The patch matrices are _patches.pxi's, the direct paths'
+# layouts _planes.pxi's, their SIMD kernels core/_conv_direct.h's.
 #
 # Threads. One OpenMP pool; each thread takes a contiguous block of images, builds the patches of a
 # few images at a time ("chunk") in its own region of the caller's col buffer, and calls a
@@ -23,11 +23,10 @@ from libc.string cimport memset
 from _blas cimport gemm
 from _threads cimport block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
-from _patches cimport (Geom, make_geom, patches, is_pointwise, im2col, col2im, im2col_transposed,
-                       col2im_transposed)
-from _planes cimport (Planes, round_up, make_planes, fill_planes, fill_dzpad, padded_cols, fill_padded,
-                      padded_size, crop_padded)
 from _conv_direct cimport *
+
+include "_patches.pxi"
+include "_planes.pxi"
 
 cdef int SIMD_LEVEL = direct_set_level(-1)   # the widest SIMD level this CPU runs
 

@@ -1,10 +1,7 @@
 # The direct convolution paths' image layouts (core/_conv_direct.h reads them): zero-padded
 # channel planes for "planes" (output columns as lanes), zero-padded NHWC images for "lanes"
-# (filters as lanes), their gradients' crops, and the scratch sizes they take. Cimported by conv.pyx.
-from cython cimport floating
-from libc.string cimport memset
-from _patches cimport Geom
-from _conv_direct cimport DIRECT_MAX_BLOCK, direct_slack
+# (filters as lanes), their gradients' crops, and the scratch sizes they take. Included by conv.pyx
+# after _patches.pxi (Geom), as it is, and for the same reason.
 
 
 cdef struct Planes:
@@ -28,9 +25,9 @@ cdef inline Planes make_planes(const Geom* g, int f) noexcept nogil:
     return d
 
 
-cdef inline void fill_planes(const floating* x,   # IN  one image (h, w, c)
-                             floating* planes,    # OUT (c, ph, pw)
-                             const Geom* gp, const Planes* d) noexcept nogil:
+cdef void fill_planes(const floating* x,   # IN  one image (h, w, c)
+                      floating* planes,    # OUT (c, ph, pw)
+                      const Geom* gp, const Planes* d) noexcept nogil:
     """planes[ci, r, s] := x[r - pt, s - pl, ci], 0 outside the image."""
     cdef Geom g = gp[0]
     cdef Py_ssize_t r, s, ci, s0, s1, size = <Py_ssize_t>d.ph * d.pw
@@ -51,9 +48,9 @@ cdef inline void fill_planes(const floating* x,   # IN  one image (h, w, c)
                     dst[s] = src[(s - g.pl) * g.c + ci]
 
 
-cdef inline void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
-                            floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
-                            const Geom* g, const Planes* d, int f) noexcept nogil:
+cdef void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
+                     floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
+                     const Geom* g, const Planes* d, int f) noexcept nogil:
     """dzpad[p, (kw - 1)*f + k] := dz[p, k] for k < ow*f, 0 elsewhere in the row."""
     cdef Py_ssize_t p, k, lead = <Py_ssize_t>(g.kw - 1) * f, run = <Py_ssize_t>g.ow * f
     cdef floating* row
@@ -79,9 +76,9 @@ cdef inline int padded_cols(const Geom* g) noexcept nogil:
     return (g.ow - 1) * g.sw + g.kw
 
 
-cdef inline void fill_padded(const floating* x,   # IN  one image (h, w, c)
-                             floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
-                             const Geom* gp) noexcept nogil:
+cdef void fill_padded(const floating* x,   # IN  one image (h, w, c)
+                      floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
+                      const Geom* gp) noexcept nogil:
     """xp[r, s, :] := x[r - pt, s - pl, :], 0 outside (filters-as-lanes path)."""
     cdef Geom g = gp[0]
     cdef int hp = padded_rows(&g), wp = padded_cols(&g)
@@ -103,9 +100,9 @@ cdef inline Py_ssize_t padded_size(const Geom* g) noexcept nogil:
     return <Py_ssize_t>padded_rows(g) * padded_cols(g) * g.c + direct_slack(g.c, g.sw)
 
 
-cdef inline void crop_padded(const floating* xp,   # IN  (hp, wp, c) gradient w.r.t. the padded image
-                             floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                             const Geom* gp) noexcept nogil:
+cdef void crop_padded(const floating* xp,   # IN  (hp, wp, c) gradient w.r.t. the padded image
+                      floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                      const Geom* gp) noexcept nogil:
     """x[r, s, :] := xp[r + pt, s + pl, :], 0 where the windows never reach (the adjoint of fill_padded)."""
     cdef Geom g = gp[0]
     cdef int hp = padded_rows(&g), wp = padded_cols(&g)

@@ -1,21 +1,20 @@
 # The patch matrices of a convolution over NHWC images (im2col / col2im, rows or transposed) and
-# the geometry they read; the adjoints sit next to their forwards. Cimported by conv.pyx.
+# the geometry they read; the adjoints sit next to their forwards. Included by conv.pyx: an include,
+# not a cimported .pxd, where every function would have to be declared inline; this way the
+# generated C is the same as when they were written in conv.pyx (same speed, same bits).
 #
 # Layout. A patch row of im2col holds, for one output position (oh, ow), the input cells it sees in
 # (i, j, c) order: col[oh*OW + ow, (i*KW + j)*C + c] = x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
 # (zero outside the image). With the kernel stored as Keras' (KH, KW, C, F), read as a (KH*KW*C, F)
 # matrix, the convolution of one image is a single row-major GEMM: z (OH*OW, F) = col @ W.
-from cython cimport floating
-from libc.string cimport memset
-
 
 cdef struct Geom:
     # one image: input (h, w, c), output (oh, ow), kernel (kh, kw), strides, top/left padding, dilations
     int h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw
 
 
-cdef inline Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
-                           int pt, int pl, int dh, int dw):
+cdef Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
+                    int pt, int pl, int dh, int dw):
     """Geom {h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw} from its fields."""
     cdef Geom g
     g.h = h; g.w = w; g.c = c; g.oh = oh; g.ow = ow; g.kh = kh; g.kw = kw
@@ -48,9 +47,9 @@ cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
 
 
 # --------------------------------------------------------------------------------- im2col / col2im
-cdef inline void im2col(const floating* x,   # IN  one image (h, w, c)
-                        floating* col,       # OUT (oh*ow, kh*kw*c)
-                        const Geom* gp) noexcept nogil:
+cdef void im2col(const floating* x,   # IN  one image (h, w, c)
+                 floating* col,       # OUT (oh*ow, kh*kw*c)
+                 const Geom* gp) noexcept nogil:
     """col[oh*OW + ow, (i*KW + j)*C + c] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside."""
     cdef Geom g = gp[0]  # a local copy: the stores into col cannot alias it, so it stays in registers
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
@@ -86,9 +85,9 @@ cdef inline void im2col(const floating* x,   # IN  one image (h, w, c)
                                 dst[j * c + q] = src[q]
 
 
-cdef inline void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
-                        floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                        const Geom* gp) noexcept nogil:
+cdef void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
+                 floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
+                 const Geom* gp) noexcept nogil:
     """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
     cdef Geom g = gp[0]  # a local copy, as in im2col
     cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
@@ -131,10 +130,10 @@ cdef inline void valid_range(int n_out, int stride, int off, int size, Py_ssize_
     hi[0] = b
 
 
-cdef inline void im2col_transposed(const floating* x,   # IN  one image (h, w, c)
-                                   floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
-                                   Py_ssize_t ld,
-                                   const Geom* gp) noexcept nogil:
+cdef void im2col_transposed(const floating* x,   # IN  one image (h, w, c)
+                            floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
+                            Py_ssize_t ld,
+                            const Geom* gp) noexcept nogil:
     """colt[(i*KW + j)*C + c, oh*OW + ow] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside.
 
     Patches as columns (Caffe's layout): each kernel tap fills whole output rows, long runs that
@@ -170,10 +169,10 @@ cdef inline void im2col_transposed(const floating* x,   # IN  one image (h, w, c
                             dst[q] = x[src + q * g.sw * g.c]
 
 
-cdef inline void col2im_transposed(const floating* colt,  # IN  (kh*kw*c, oh*ow) block, rows ld apart
-                                   Py_ssize_t ld,
-                                   floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
-                                   const Geom* gp) noexcept nogil:
+cdef void col2im_transposed(const floating* colt,  # IN  (kh*kw*c, oh*ow) block, rows ld apart
+                            Py_ssize_t ld,
+                            floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
+                            const Geom* gp) noexcept nogil:
     """The adjoint of im2col_transposed."""
     cdef Geom g = gp[0]
     cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, dst
