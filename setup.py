@@ -1,7 +1,9 @@
 """Build script for cydnn's compiled kernels.
 
 Every ``csrc/<name>.pyx`` becomes the extension ``cydnn._kernels.<name>``; ``.pxd`` files in
-``csrc/`` are shared inline helpers (BLAS wrapper, activation math) cimported by the modules.
+``csrc/`` are shared inline helpers (activation math) cimported by the modules, and ``csrc/core/``
+holds what every kernel shares (BLAS wrapper, thread policy, SIMD selection, the SIMD GEMM
+engines). Both folders are on the include path, so headers are named without their folder.
 
 OpenMP is probed once by compiling a tiny program. Without it the kernels build serially and
 the build prints a loud warning. Environment variables:
@@ -21,6 +23,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent.resolve()
 CSRC = HERE / "csrc"
+CORE = CSRC / "core"
 
 
 def _compiler_supports_openmp(compiler):
@@ -73,10 +76,11 @@ def extensions():
         if only and pyx.stem not in only:
             continue
         exts.append(Extension(f"cydnn._kernels.{pyx.stem}", [str(pyx.relative_to(HERE))],
-                              include_dirs=[str(CSRC)], depends=[str(h) for h in CSRC.glob("*.h")]))
+                              include_dirs=[str(CSRC), str(CORE)],
+                              depends=[str(h) for d in (CSRC, CORE) for e in ("*.h", "*.pxd", "*.pxi") for h in d.glob(e)]))
     return cythonize(
         exts,
-        include_path=[str(CSRC)],
+        include_path=[str(CSRC), str(CORE)],
         language_level=3,
         compiler_directives={
             "boundscheck": False,

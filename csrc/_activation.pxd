@@ -1,7 +1,7 @@
 # Activation math, the one place it is written: scalar forward f(z) and derivative f'(z) given
 # z and y = f(z), plus row-block helpers (softmax is row-wise). Cimported by activations.pyx
 # (standalone Activation layers) and dense.pyx (bias + activation fused after the GEMM).
-# Codes must match cydnn/activations.py.
+# The codes are defined here only: activations.pyx exports them by name (CODES) to cydnn/activations.py.
 from cython cimport floating
 from libc.math cimport exp, log1p, tanh, atan, erf, fabs, sqrt
 from _fastmath cimport fast_expf, fast_tanhf, fast_sigmoidf

@@ -2,8 +2,17 @@
 # The math lives in _activation.pxd; this module only splits rows across OpenMP threads.
 from cython cimport floating
 from cython.parallel cimport prange
-from _activation cimport rows_forward, rows_backward
-from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
+from _activation cimport *
+from _threads cimport block_start, threads_for_work, ELEMENT_GRAIN
+
+# The activation codes by Keras name, for cydnn/activations.py: the numbers are _activation.pxd's
+# enum, written nowhere else.
+CODES = {
+    "linear": LINEAR, "heaviside": HEAVISIDE, "sign": SIGN, "sigmoid": SIGMOID, "tanh": TANH,
+    "arctan": ARCTAN, "relu": RELU, "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS,
+    "gelu": GELU, "swish": SWISH, "selu": SELU, "softsign": SOFTSIGN, "relu6": RELU6,
+    "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL, "softmax": SOFTMAX,
+}
 
 
 def activation_forward(int code, double alpha,

@@ -21,16 +21,14 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport tanh
-from _blas cimport gemm, threads_for_work, ELEMENT_GRAIN
+from _blas cimport gemm
+from _threads cimport threads_for_elements  # small problems on one thread; same bits either way
 
-cdef enum:
+# score modes, exported to Python (cydnn/layers/attention.py)
+cpdef enum:
     DOT = 0
     ADDITIVE = 1
 
-# Small problems run on one thread (_blas.threads_for_work: at least ELEMENT_GRAIN values per
-# thread); the results do not depend on it either way.
-cdef inline int threads_for(Py_ssize_t work, int n_threads, Py_ssize_t most) noexcept nogil:
-    return threads_for_work(work, ELEMENT_GRAIN, <int>min(most, <Py_ssize_t>n_threads), n_threads)
 
 cdef extern from *:
     """
@@ -179,7 +177,7 @@ def attention_forward(const floating[:, :, ::1] q,       # IN  (B, Tq, D) querie
         return
     # work per batch element: the scores (times d for the additive tanh) and the weighted sum
     for b in prange(nb, nogil=True, schedule="static",
-                    num_threads=threads_for(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv),
+                    num_threads=threads_for_elements(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv),
                                             n_threads, nb)):
         if mode == DOT:
             gemm(False, True, tq, tv, d, <floating>1, &q[b, 0, 0], d, &k[b, 0, 0], d,
@@ -259,7 +257,7 @@ def attention_backward(const floating[:, :, ::1] q,       # IN  (B, Tq, D)
     if nb == 0:
         return
     for b in prange(nb, nogil=True, schedule="static",
-                    num_threads=threads_for(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv_),
+                    num_threads=threads_for_elements(<Py_ssize_t>nb * tq * (tv * (d if mode == ADDITIVE else 1) + dv_),
                                             n_threads, nb)):
         g = &ds[b, 0, 0]
         a = &attn[b, 0, 0]
@@ -323,7 +321,7 @@ def tanh_forward(const floating[::1] z,    # IN  (n,)
                  int n_threads):
     """y := tanh(z)."""
     cdef Py_ssize_t n = z.shape[0], i
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads, n)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_elements(n, n_threads, n)):
         if floating is float:
             y[i] = fast_tanh_float(z[i])
         else:
@@ -336,5 +334,5 @@ def tanh_backward(const floating[::1] y,   # IN  (n,) tanh(z) from the forward
                   int n_threads):
     """dz := dy * (1 - y^2)."""
     cdef Py_ssize_t n = y.shape[0], i
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads, n)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_elements(n, n_threads, n)):
         dz[i] = dy[i] * (1 - y[i] * y[i])

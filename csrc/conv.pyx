@@ -1,10 +1,7 @@
-# Convolutions over NHWC images: im2col / col2im feeding the one GEMM (Conv2D, and Conv1D as a
-# height-1 Conv2D), and a direct kernel for depthwise convolution. Forward and backward side by side.
-#
-# Layout. A patch row of im2col holds, for one output position (oh, ow), the input cells it sees in
-# (i, j, c) order: col[oh*OW + ow, (i*KW + j)*C + c] = x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
-# (zero outside the image). With the kernel stored as Keras' (KH, KW, C, F), read as a (KH*KW*C, F)
-# matrix, the convolution of one image is a single row-major GEMM: z (OH*OW, F) = col @ W.
+# Convolutions over NHWC images: Conv2D (and Conv1D as a height-1 Conv2D) by patches + the one GEMM
+# or by the direct kernels, chosen once per shape by a ConvPlan; depthwise convolution by a direct
+# loop. Forward and backward side by side. The patch matrices are _patches.pxi's, the direct paths'
+# layouts _planes.pxi's, their SIMD kernels core/_conv_direct.h's.
 #
 # Threads. One OpenMP pool; each thread takes a contiguous block of images, builds the patches of a
 # few images at a time ("chunk") in its own region of the caller's col buffer, and calls a
@@ -23,237 +20,21 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-from _blas cimport gemm, block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
+from _blas cimport gemm
+from _threads cimport block_start, threads_for_work, GEMM_GRAIN, ELEMENT_GRAIN
 from _activation cimport rows_forward, rows_backward, LINEAR
+from _conv_direct cimport *
 
+include "_patches.pxi"
+include "_planes.pxi"
 
-cdef extern from "_conv_direct.h":
-    int DIRECT_MAX_BLOCK "CYDNN_CD_MAX_BLOCK"
-    int direct_slack "CYDNN_CD_SLACK"(int c, int sw) noexcept nogil
-    int direct_set_level "cydnn_cd_set_level"(int level) noexcept nogil
-    void lanes_forward_f "cydnn_cd_nhwc_forward_f"(const float* xp, int wp, int c, int kh, int kw, int sh, int sw,
-                                                    const float* w, const float* bias, int f, int oh, int ow,
-                                                    float* z) noexcept nogil
-    void lanes_forward_d "cydnn_cd_nhwc_forward_d"(const double* xp, int wp, int c, int kh, int kw, int sh, int sw,
-                                                    const double* w, const double* bias, int f, int oh, int ow,
-                                                    double* z) noexcept nogil
-    void lanes_dw_f "cydnn_cd_nhwc_dw_f"(const float* xp, int wp, int c, int kh, int kw, int sh, int sw,
-                                          const float* dz, int f, int oh, int ow, float* part) noexcept nogil
-    void lanes_dw_d "cydnn_cd_nhwc_dw_d"(const double* xp, int wp, int c, int kh, int kw, int sh, int sw,
-                                          const double* dz, int f, int oh, int ow, double* part) noexcept nogil
-    void lanes_dx_f "cydnn_cd_nhwc_dx_f"(float* dxp, int wp, int c, int kh, int sh, int sw, const float* dz,
-                                          const float* wt, int ep, int f, int oh, int ow) noexcept nogil
-    void lanes_dx_d "cydnn_cd_nhwc_dx_d"(double* dxp, int wp, int c, int kh, int sh, int sw, const double* dz,
-                                          const double* wt, int ep, int f, int oh, int ow) noexcept nogil
-    void direct_forward_f "cydnn_cd_forward_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
-                                                const float* w, const float* bias, int f, int oh, int ow,
-                                                float* z) noexcept nogil
-    void direct_forward_d "cydnn_cd_forward_d"(const double* planes, int c, int ph, int pw, int kh, int kw,
-                                                const double* w, const double* bias, int f, int oh, int ow,
-                                                double* z) noexcept nogil
-    void direct_dw_f "cydnn_cd_dw_f"(const float* planes, int c, int ph, int pw, int kh, int kw,
-                                      const float* dzpad, int lrow, int f, int oh, int ow, float* part,
-                                      int ls) noexcept nogil
-    void direct_dw_d "cydnn_cd_dw_d"(const double* planes, int c, int ph, int pw, int kh, int kw,
-                                      const double* dzpad, int lrow, int f, int oh, int ow, double* part,
-                                      int ls) noexcept nogil
+cdef int SIMD_LEVEL = direct_set_level(-1)   # the widest SIMD level this CPU runs
 
-direct_set_level(-1)   # the widest SIMD level this CPU runs
-
-# the ways to a convolution (the ``direct`` argument of conv2d_forward / conv2d_backward)
-cdef enum:
+# the ways to a convolution (ConvPlan.mode, the ``direct`` argument of conv2d_forward / _backward)
+cpdef enum:
     PATCHES = 0   # im2col (rows or transposed) + GEMM
     PLANES = 1    # direct, output columns as vector lanes (few input channels, stride 1)
     LANES = 2     # direct, filters as vector lanes (filters a multiple of 16, no dilation)
-
-
-cdef struct Geom:
-    # one image: input (h, w, c), output (oh, ow), kernel (kh, kw), strides, top/left padding, dilations
-    int h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw
-
-
-cdef Geom make_geom(int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw,
-                    int pt, int pl, int dh, int dw):
-    cdef Geom g
-    g.h = h; g.w = w; g.c = c; g.oh = oh; g.ow = ow; g.kh = kh; g.kw = kw
-    g.sh = sh; g.sw = sw; g.pt = pt; g.pl = pl; g.dh = dh; g.dw = dw
-    return g
-
-
-cdef inline const floating* patches(const floating* x, int cnt, bint transposed, bint pointwise,
-                                   floating* col, const Geom* g) noexcept nogil:
-    """The patch matrix of cnt consecutive images from x, as the GEMMs read it: x itself for a
-    pointwise convolution; else (cnt * oh * ow, kdim) patches written to col, or, when transposed,
-    (kdim, cnt * oh * ow)."""
-    cdef Py_ssize_t ohw = <Py_ssize_t>g.oh * g.ow, kdim = <Py_ssize_t>g.kh * g.kw * g.c
-    cdef Py_ssize_t size = <Py_ssize_t>g.h * g.w * g.c
-    cdef int q
-    if pointwise:
-        return x
-    for q in range(cnt):
-        if transposed:
-            im2col_transposed(x + q * size, col + q * ohw, cnt * ohw, g)
-        else:
-            im2col(x + q * size, col + q * ohw * kdim, g)
-    return col
-
-
-cdef inline bint is_pointwise(const Geom* g) noexcept nogil:
-    """A 1x1 kernel with stride 1 and no padding: the image itself is its patch matrix."""
-    return (g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
-            and g.oh == g.h and g.ow == g.w)
-
-
-# --------------------------------------------------------------------------------- im2col / col2im
-cdef void im2col(const floating* x,   # IN  one image (h, w, c)
-                 floating* col,       # OUT (oh*ow, kh*kw*c)
-                 const Geom* gp) noexcept nogil:
-    """col[oh*OW + ow, (i*KW + j)*C + c] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside."""
-    cdef Geom g = gp[0]  # a local copy: the stores into col cannot alias it, so it stays in registers
-    cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
-    cdef Py_ssize_t c = g.c, kc = g.kw * g.c, rowlen = g.kh * g.kw * g.c
-    cdef floating* row
-    cdef floating* dst
-    cdef const floating* src
-    cdef bint inside
-    for oh in range(g.oh):
-        for ow in range(g.ow):
-            row = col + (oh * g.ow + ow) * rowlen
-            iw0 = ow * g.sw - g.pl
-            # undilated and horizontally inside: the kw*c values of one kernel row are contiguous in x
-            inside = g.dw == 1 and iw0 >= 0 and iw0 + g.kw <= g.w
-            for i in range(g.kh):
-                ih = oh * g.sh - g.pt + i * g.dh
-                dst = row + i * kc
-                if ih < 0 or ih >= g.h:
-                    memset(dst, 0, kc * sizeof(floating))
-                elif inside:
-                    src = x + (ih * g.w + iw0) * c
-                    for q in range(kc):
-                        dst[q] = src[q]
-                else:
-                    for j in range(g.kw):
-                        iw = iw0 + j * g.dw
-                        if iw < 0 or iw >= g.w:
-                            for q in range(c):
-                                dst[j * c + q] = 0
-                        else:
-                            src = x + (ih * g.w + iw) * c
-                            for q in range(c):
-                                dst[j * c + q] = src[q]
-
-
-cdef void col2im(const floating* col,  # IN  (oh*ow, kh*kw*c) gradient w.r.t. the patches
-                 floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                 const Geom* gp) noexcept nogil:
-    """The adjoint of im2col: zero x, then add every patch entry back to the cell it was copied from."""
-    cdef Geom g = gp[0]  # a local copy, as in im2col
-    cdef Py_ssize_t oh, ow, i, j, q, ih, iw, iw0
-    cdef Py_ssize_t c = g.c, kc = g.kw * g.c, rowlen = g.kh * g.kw * g.c
-    cdef const floating* src
-    cdef floating* dst
-    cdef bint inside
-    memset(x, 0, <size_t>g.h * g.w * g.c * sizeof(floating))
-    for oh in range(g.oh):
-        for ow in range(g.ow):
-            iw0 = ow * g.sw - g.pl
-            inside = g.dw == 1 and iw0 >= 0 and iw0 + g.kw <= g.w
-            for i in range(g.kh):
-                ih = oh * g.sh - g.pt + i * g.dh
-                if ih < 0 or ih >= g.h:
-                    continue
-                src = col + (oh * g.ow + ow) * rowlen + i * kc
-                if inside:
-                    # one contiguous run of kw*c values, as in im2col
-                    dst = x + (ih * g.w + iw0) * c
-                    for q in range(kc):
-                        dst[q] += src[q]
-                    continue
-                for j in range(g.kw):
-                    iw = iw0 + j * g.dw
-                    if iw < 0 or iw >= g.w:
-                        continue
-                    dst = x + (ih * g.w + iw) * c
-                    for q in range(c):
-                        dst[q] += src[j * c + q]
-
-
-cdef inline void valid_range(int n_out, int stride, int off, int size, Py_ssize_t* lo,
-                             Py_ssize_t* hi) noexcept nogil:
-    """Outputs o in [lo, hi) read an input cell inside the image: 0 <= o*stride + off < size."""
-    cdef Py_ssize_t a = 0 if off >= 0 else (-off + stride - 1) // stride
-    cdef Py_ssize_t b = 0 if size - off <= 0 else (size - off - 1) // stride + 1
-    b = min(b, <Py_ssize_t>n_out)
-    lo[0] = min(a, b)
-    hi[0] = b
-
-
-cdef void im2col_transposed(const floating* x,   # IN  one image (h, w, c)
-                            floating* colt,      # OUT (kh*kw*c, oh*ow) block, rows ld apart
-                            Py_ssize_t ld,
-                            const Geom* gp) noexcept nogil:
-    """colt[(i*KW + j)*C + c, oh*OW + ow] := x[oh*sh - pt + i*dh, ow*sw - pl + j*dw, c], 0 outside.
-
-    Patches as columns (Caffe's layout): each kernel tap fills whole output rows, long runs that
-    beat the short copies of im2col when kw*c is small (a first layer on grey images)."""
-    cdef Geom g = gp[0]
-    cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, src
-    cdef floating* row
-    cdef floating* dst
-    for i in range(g.kh):
-        for j in range(g.kw):
-            off = j * g.dw - g.pl
-            valid_range(g.ow, g.sw, <int>off, g.w, &lo, &hi)
-            for ci in range(g.c):
-                row = colt + ((i * g.kw + j) * g.c + ci) * ld
-                for p in range(g.oh):
-                    ih = p * g.sh - g.pt + i * g.dh
-                    dst = row + p * g.ow
-                    if ih < 0 or ih >= g.h:
-                        for q in range(g.ow):
-                            dst[q] = 0
-                        continue
-                    for q in range(lo):
-                        dst[q] = 0
-                    for q in range(hi, g.ow):
-                        dst[q] = 0
-                    if g.sw == 1 and g.c == 1:
-                        src = ih * g.w + off
-                        for q in range(lo, hi):
-                            dst[q] = x[src + q]
-                    else:
-                        src = (ih * g.w + off) * g.c + ci
-                        for q in range(lo, hi):
-                            dst[q] = x[src + q * g.sw * g.c]
-
-
-cdef void col2im_transposed(const floating* colt,  # IN  (kh*kw*c, oh*ow) block, rows ld apart
-                            Py_ssize_t ld,
-                            floating* x,           # OUT one image (h, w, c): zeroed, then accumulated
-                            const Geom* gp) noexcept nogil:
-    """The adjoint of im2col_transposed."""
-    cdef Geom g = gp[0]
-    cdef Py_ssize_t i, j, ci, p, q, ih, lo, hi, off, dst
-    cdef const floating* src
-    memset(x, 0, <size_t>g.h * g.w * g.c * sizeof(floating))
-    for i in range(g.kh):
-        for j in range(g.kw):
-            off = j * g.dw - g.pl
-            valid_range(g.ow, g.sw, <int>off, g.w, &lo, &hi)
-            for ci in range(g.c):
-                for p in range(g.oh):
-                    ih = p * g.sh - g.pt + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        continue
-                    src = colt + ((i * g.kw + j) * g.c + ci) * ld + p * g.ow
-                    if g.sw == 1 and g.c == 1:
-                        dst = ih * g.w + off
-                        for q in range(lo, hi):
-                            x[dst + q] += src[q]
-                    else:
-                        dst = (ih * g.w + off) * g.c + ci
-                        for q in range(lo, hi):
-                            x[dst + q * g.sw * g.c] += src[q]
 
 
 def im2col_2d(const floating[:, :, ::1] x,   # IN  one image (h, w, c)
@@ -292,121 +73,6 @@ def col2im_transposed_2d(const floating[:, ::1] colt,   # IN  (kh*kw*c, oh*ow)
         col2im_transposed(&colt[0, 0], colt.shape[1], &x[0, 0, 0], &g)
 
 
-# ------------------------------------------------------------------------------ direct path
-cdef struct Planes:
-    # zero-padded channel planes (c, ph, pw) of one image; padded dz rows of lrow values; ls lanes
-    # per (channel, kernel row) in the weight-gradient partial sums
-    int ph, pw, lrow, ls
-
-
-cdef inline int round_up(int a, int b) noexcept nogil:
-    return (a + b - 1) // b * b
-
-
-cdef inline Planes make_planes(const Geom* g, int f) noexcept nogil:
-    cdef Planes d
-    d.ph = g.oh + g.kh - 1
-    d.pw = round_up(g.ow, DIRECT_MAX_BLOCK) + g.kw - 1
-    d.ls = round_up(g.kw * f, 64)   # a multiple of every level's block of lanes
-    d.lrow = (g.ow + g.kw - 1) * f + d.ls
-    return d
-
-
-cdef void fill_planes(const floating* x,   # IN  one image (h, w, c)
-                      floating* planes,    # OUT (c, ph, pw)
-                      const Geom* gp, const Planes* d) noexcept nogil:
-    """planes[ci, r, s] := x[r - pt, s - pl, ci], 0 outside the image."""
-    cdef Geom g = gp[0]
-    cdef Py_ssize_t r, s, ci, s0, s1, size = <Py_ssize_t>d.ph * d.pw
-    cdef const floating* src
-    cdef floating* dst
-    memset(planes, 0, <size_t>g.c * size * sizeof(floating))
-    s0 = max(0, g.pl)
-    s1 = min(d.pw, g.pl + g.w)
-    for r in range(max(0, g.pt), min(d.ph, g.pt + g.h)):
-        src = x + (r - g.pt) * g.w * g.c
-        for ci in range(g.c):
-            dst = planes + ci * size + r * d.pw
-            if g.c == 1:
-                for s in range(s0, s1):
-                    dst[s] = src[s - g.pl]
-            else:
-                for s in range(s0, s1):
-                    dst[s] = src[(s - g.pl) * g.c + ci]
-
-
-cdef void fill_dzpad(const floating* dz,   # IN  one image's dL/dz (oh, ow, f)
-                     floating* dzpad,      # OUT (oh, lrow): each row after (kw - 1)*f zeros, then zeros
-                     const Geom* g, const Planes* d, int f) noexcept nogil:
-    cdef Py_ssize_t p, k, lead = <Py_ssize_t>(g.kw - 1) * f, run = <Py_ssize_t>g.ow * f
-    cdef floating* row
-    cdef const floating* src
-    for p in range(g.oh):
-        row = dzpad + p * d.lrow
-        src = dz + p * run
-        for k in range(lead):
-            row[k] = 0
-        for k in range(run):
-            row[lead + k] = src[k]
-        for k in range(lead + run, d.lrow):
-            row[k] = 0
-
-
-cdef inline int padded_rows(const Geom* g) noexcept nogil:
-    return (g.oh - 1) * g.sh + g.kh
-
-
-cdef inline int padded_cols(const Geom* g) noexcept nogil:
-    return (g.ow - 1) * g.sw + g.kw
-
-
-cdef void fill_padded(const floating* x,   # IN  one image (h, w, c)
-                      floating* xp,        # OUT (hp, wp, c) then slack, zero outside the image
-                      const Geom* gp) noexcept nogil:
-    """xp[r, s, :] := x[r - pt, s - pl, :], 0 outside (filters-as-lanes path)."""
-    cdef Geom g = gp[0]
-    cdef int hp = padded_rows(&g), wp = padded_cols(&g)
-    cdef Py_ssize_t r, k, s0 = max(0, g.pl), s1 = min(wp, g.pl + g.w)
-    cdef floating* dst
-    cdef const floating* src
-    memset(xp, 0, (<size_t>hp * wp * g.c + direct_slack(g.c, g.sw)) * sizeof(floating))
-    if s1 <= s0:
-        return
-    for r in range(max(0, g.pt), min(hp, g.pt + g.h)):
-        dst = xp + (r * wp + s0) * g.c
-        src = x + ((r - g.pt) * g.w + s0 - g.pl) * g.c
-        for k in range((s1 - s0) * g.c):
-            dst[k] = src[k]
-
-
-cdef inline Py_ssize_t padded_size(const Geom* g) noexcept nogil:
-    """Values of a padded image and its slack (filters-as-lanes path)."""
-    return <Py_ssize_t>padded_rows(g) * padded_cols(g) * g.c + direct_slack(g.c, g.sw)
-
-
-cdef void crop_padded(const floating* xp,   # IN  (hp, wp, c) gradient w.r.t. the padded image
-                      floating* x,          # OUT one image (h, w, c) gradient w.r.t. the input
-                      const Geom* gp) noexcept nogil:
-    """x[r, s, :] := xp[r + pt, s + pl, :], 0 where the windows never reach (the adjoint of fill_padded)."""
-    cdef Geom g = gp[0]
-    cdef int hp = padded_rows(&g), wp = padded_cols(&g)
-    cdef Py_ssize_t r, s, k, rp, sp
-    cdef floating* dst
-    cdef const floating* src
-    for r in range(g.h):
-        dst = x + r * g.w * g.c
-        rp = r + g.pt
-        for s in range(g.w):
-            sp = s + g.pl
-            if rp < hp and sp < wp:
-                src = xp + (rp * wp + sp) * g.c
-                for k in range(g.c):
-                    dst[s * g.c + k] = src[k]
-            else:
-                for k in range(g.c):
-                    dst[s * g.c + k] = 0
-
-
 def direct_level(int level=-1):
     """Select the direct kernels' SIMD level (0: portable; 1: AVX2 + FMA; 2: AVX-512F; clamped to
     what the CPU runs; negative: the widest) and return the level in force. For tests."""
@@ -427,6 +93,7 @@ def conv2d_direct_sizes(int mode, int h, int w, int c, int oh, int ow, int kh, i
 # ------------------------------------------------------------------------------------- helpers
 cdef inline void add_bias_rows(floating* z, const floating* b, Py_ssize_t r0, Py_ssize_t r1,
                                Py_ssize_t n) noexcept nogil:
+    """z[r, :] += b for r0 <= r < r1."""
     cdef Py_ssize_t r, j
     for r in range(r0, r1):
         for j in range(n):
@@ -469,7 +136,7 @@ cdef inline void column_sums(const floating* a, floating* s, Py_ssize_t r0, Py_s
 cdef void sum_partials(const floating* part, floating* out, Py_ssize_t n_parts, Py_ssize_t size,
                        bint accumulate, int n_threads) noexcept nogil:
     """out[e] (+)= sum over p of part[p, e], p in order; threads split the elements e."""
-    cdef int nb = max(1, min(n_threads, <int>(size // 4096) + 1)), t
+    cdef int nb = threads_for_work(size + 4096, 4096, n_threads, n_threads), t   # size // 4096 + 1 at most
     cdef Py_ssize_t e, e0, e1, p
     for t in prange(nb, schedule="static", num_threads=nb):
         e0 = (size * t) // nb
@@ -719,6 +386,111 @@ def conv2d_backward(const floating[:, :, :, ::1] x,    # IN  (n, h, w, c) the fo
         sum_partials(dwp, &dw[0, 0], ng, <Py_ssize_t>kdim * f, accumulate, n_threads)
     if want_db:
         sum_partials(dbp, &db[0], ng, f, accumulate, 1)
+
+
+# ------------------------------------------------------------------------------------- the plan
+# Tuning, read when a plan is built (module globals: tests monkeypatch them).
+# Patches of a few images are built at a time so they are still in cache when sgemm reads them.
+CHUNK_BYTES = 512 * 1024
+# The weight gradient is summed per group of images, then over groups in order (results do not
+# depend on the thread count). At most this many groups, and at most this many bytes of partials.
+MAX_GROUPS = 16
+MAX_PARTIAL_BYTES = 32 * 1024 * 1024
+# Patch layout. im2col copies runs of kw * channels contiguous values per kernel row; below this
+# many the patches are built transposed instead (one run per output row and tap), which measured
+# faster for grey-image first layers (LeNet's 5x5x6 on 28x28x1, batch 64, forward+backward: 2.79 -> 1.76 ms).
+TRANSPOSED_BELOW = 16
+# Direct kernels (core/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
+# level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
+SIMD = SIMD_LEVEL >= 1
+# Filters as vector lanes: a filter count that is a multiple of 16 up to this, no dilation (an
+# implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
+# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.42 ms (vs OpenBLAS's Haswell kernels).
+# The ConvNet workload (its 3x3, 32 -> 64 on 26x26) 112 -> 76 ms a step with the Haswell kernels,
+# even (72 ms) with the SkylakeX ones: 64 filters is where those catch up. First layers with 16-64
+# filters are faster this way than as planes too (32 filters 3x3 on 28x28x1: 4.0 -> 2.9 ms).
+LANES_MAX_FILTERS = 64 if SIMD else 0
+# Otherwise planes (output columns as lanes): stride 1, no dilation, kw * channels below this and
+# at most PLANES_MAX_FILTERS filters. LeNet's first layer (5x5, 1 -> 6 on 28x28, batch 64) forward
+# 0.85 -> 0.20 ms, backward 0.78 -> 0.18 ms (Haswell kernels); 100 filters lost to the SkylakeX ones.
+DIRECT_BELOW = 16 if SIMD else 0
+PLANES_MAX_FILTERS = 48
+
+
+def partial_groups(batch,            # IN  images in the batch
+                   partial_values,   # IN  values of one group's partial sums (dW)
+                   itemsize):        # IN  bytes per value
+    """max(1, min(batch, MAX_GROUPS, MAX_PARTIAL_BYTES // (partial_values * itemsize))): how many
+    image groups a weight gradient is summed over, a function of shapes only."""
+    cap = max(1, MAX_PARTIAL_BYTES // max(1, partial_values * itemsize))
+    return max(1, min(batch, MAX_GROUPS, cap))
+
+
+cdef class ConvPlan:
+    """How a Conv2D runs on one input shape at one thread count, decided once (oneDNN's primitive
+    descriptor): the path (``mode``: PATCHES, PLANES or LANES; ``transposed`` patches), images per
+    chunk, image groups of the weight gradient, and the scratch each takes (``col`` values per
+    thread, ``part`` values per group). ``forward`` / ``backward`` run the kernels with it."""
+    cdef readonly int mode, chunk, groups, threads, filters, kdim
+    cdef readonly bint transposed
+    cdef readonly Py_ssize_t col, part
+    cdef readonly tuple x4, z4, args
+
+    def __init__(self, tuple x4,         # IN  input shape (n, h, w, c), NHWC
+                 int filters,            # IN  output channels
+                 tuple kernel,           # IN  (kh, kw)
+                 tuple strides,          # IN  (sh, sw)
+                 tuple padding,          # IN  ((top, bottom), (left, right)) cells
+                 tuple dilation,         # IN  (dh, dw)
+                 int itemsize,           # IN  bytes per value (4 float32, 8 float64)
+                 int threads):           # IN  the thread count the plan runs at
+        """out = (in + before + after - dilation * (k - 1) - 1) // stride + 1 per axis; then the path."""
+        n, h, w, c = x4
+        kh, kw = kernel
+        out = [(size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+               for size, pad, k, s, d in zip((h, w), padding, kernel, strides, dilation)]
+        self.x4, self.z4 = tuple(x4), (n, out[0], out[1], filters)
+        self.filters, self.threads, self.kdim = filters, threads, kh * kw * c
+        self.args = (kh, kw, strides[0], strides[1], padding[0][0], padding[1][0], dilation[0], dilation[1])
+        self.transposed = kw * c < TRANSPOSED_BELOW
+        if tuple(dilation) == (1, 1) and filters % 16 == 0 and filters <= LANES_MAX_FILTERS:
+            self.mode = LANES
+        elif (tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and kw * c < DIRECT_BELOW
+              and filters <= PLANES_MAX_FILTERS):
+            self.mode = PLANES
+        else:
+            self.mode = PATCHES
+        per_image = out[0] * out[1] * self.kdim
+        self.groups = partial_groups(n, self.kdim * filters, itemsize)
+        self.chunk = max(1, min(-(-n // self.groups), CHUNK_BYTES // max(1, per_image * itemsize)))
+        self.col, self.part = self.chunk * per_image, self.kdim * filters
+        if self.mode != PATCHES:
+            scratch, self.part = conv2d_direct_sizes(self.mode, h, w, c, out[0], out[1], kh, kw,
+                                                     strides[0], strides[1], filters)
+            # planes take dx from the transposed patches; the lanes never build patches
+            self.col = max(self.col, scratch) if self.mode == PLANES else scratch
+
+    def forward(self, x,            # IN  (n, h, w, c), shaped as x4
+                w, b,               # IN  (kdim, filters) kernel, (filters,) bias or None
+                z, y,               # OUT (n, oh, ow, filters) pre-activation, activation (may be z)
+                col,                # scratch (threads, col)
+                int act, double alpha):
+        """conv2d_forward with this plan: z := conv(x, W) + b;  y := f(z)."""
+        conv2d_forward(x, w, b, z, y, col, *self.args, self.chunk, self.groups, self.transposed, self.mode,
+                       act, alpha, self.threads)
+
+    def backward(self, x, w, z, y, dy,    # IN  the forward's input, kernel, outputs; dL/dy
+                 dz, dw, db, dx,          # OUT dL/dz (dy itself when linear); dW, db, dx or None
+                 col, dw_part, db_part,   # scratch (threads, col), (groups, part), (groups, filters)
+                 int act, double alpha, bint accumulate):
+        """conv2d_backward with this plan: dz := dy * f'(z); dW, db (+)= their sums; dx."""
+        conv2d_backward(x, w, z, y, dy, dz, dw, db, dx, col, dw_part, db_part, *self.args, self.chunk,
+                        self.transposed, self.mode, act, alpha, accumulate, self.threads)
+
+    def __repr__(self):
+        return (f"ConvPlan(x={self.x4}, z={self.z4}, mode={('patches', 'planes', 'lanes')[self.mode]}, "
+                f"transposed={bool(self.transposed)}, chunk={self.chunk}, groups={self.groups}, "
+                f"threads={self.threads})")
 
 
 # ------------------------------------------------------------------------------ DepthwiseConv2D

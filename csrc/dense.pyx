@@ -2,13 +2,14 @@
 #
 # One thread pool: each OpenMP thread runs a single-threaded sgemm on its own blocks of rows and
 # applies bias + activation while a block is still in cache (see DESIGN.md, "Two thread pools
-# fight"). The blocks are fixed by the shape (_blas.fixed_blocks), not by the thread count, and
+# fight"). The blocks are fixed by the shape (_threads.fixed_blocks), not by the thread count, and
 # reductions over the batch (dW, db) are split over features, never over rows, so results are
 # bit-for-bit the same whatever the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
-from _blas cimport (gemm, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN, ELEMENT_GRAIN,
-                   GEMM_ROW_BLOCK, GEMM_COL_BLOCK)
+from _blas cimport gemm
+from _threads cimport (block_start, threads_for_work, fixed_blocks, GEMM_GRAIN, ELEMENT_GRAIN,
+                       GEMM_ROW_BLOCK, GEMM_COL_BLOCK)
 from _activation cimport rows_forward, rows_backward, LINEAR, SOFTMAX
 
 

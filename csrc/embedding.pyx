@@ -10,12 +10,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
-from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
-
-# Small problems run on one thread (_blas.threads_for_work: at least ELEMENT_GRAIN values per
-# thread); the results do not depend on it either way.
-cdef inline int threads_for(Py_ssize_t work, int n_threads, Py_ssize_t most) noexcept nogil:
-    return threads_for_work(work, ELEMENT_GRAIN, <int>min(most, <Py_ssize_t>n_threads), n_threads)
+from _threads cimport block_start, threads_for_elements  # small problems on one thread; same bits either way
 
 
 def embedding_forward(const int64_t[::1] ids,       # IN  (n,) row indices, trusted in [0, V)
@@ -27,7 +22,7 @@ def embedding_forward(const int64_t[::1] ids,       # IN  (n,) row indices, trus
     cdef size_t row_bytes = d * sizeof(floating)
     if n == 0 or d == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * d, n_threads, n)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_elements(n * d, n_threads, n)):
         memcpy(&out[i, 0], &w[ids[i], 0], row_bytes)
 
 
@@ -41,7 +36,7 @@ def embedding_backward(const int64_t[::1] ids,      # IN  (n,) the forward's row
     if v == 0 or d == 0:
         return
     if not accumulate:  # zero the whole gradient: rows never looked up get 0
-        nb = threads_for(v * d, n_threads, v)
+        nb = threads_for_elements(v * d, n_threads, v)
         for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
             c0 = block_start(<int>v, nb, t)
             c1 = block_start(<int>v, nb, t + 1)
@@ -50,7 +45,7 @@ def embedding_backward(const int64_t[::1] ids,      # IN  (n,) the forward's row
         return
     # gradient with respect to the embedding matrix: blocks of >= 8 features per thread (a block
     # narrower than a cache line would have the threads fight over the same lines)
-    nb = threads_for(n * d, n_threads, d // 8)
+    nb = threads_for_elements(n * d, n_threads, d // 8)
     for t in prange(nb, nogil=True, schedule="static", num_threads=nb):
         c0 = block_start(<int>d, nb, t)
         c1 = block_start(<int>d, nb, t + 1)

@@ -7,9 +7,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, fabs
 from _activation cimport sigmoid
-from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
+from _threads cimport block_start, threads_for_work, ELEMENT_GRAIN
 
-cdef enum:
+# the loss codes, defined here only (cydnn/losses.py imports them)
+cpdef enum:
     MSE = 0
     SSE = 1
     MAE = 2

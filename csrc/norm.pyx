@@ -11,7 +11,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from _blas cimport block_start
+from _threads cimport block_start, threads_for_work
 
 cdef enum:
     CHUNK_ELEMS = 4096   # aim for chunks of at least this many values (16 KiB of float32) ...
@@ -207,7 +207,7 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
     pp = &partials[0, 0, 0] if batch_stats else NULL
     # per-chunk moments, chunks split over threads
     if batch_stats:
-        nb = <int>min(<Py_ssize_t>nt, n_chunks)
+        nb = threads_for_work(n_chunks, 1, <int>n_chunks, nt)
         if nb == 1:
             for k in range(n_chunks):
                 chunk_moments(xp, mk, k * rows_per, min(m, (k + 1) * rows_per), n, pp + 2 * k * n,
@@ -218,7 +218,7 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
                               pp + (2 * k + 1) * n)
     # per channel: combine the chunks in order, update the moving statistics, fold gamma and beta
     # into the affine map (a small job: one thread unless there are many channels)
-    nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
+    nb = threads_for_work(n * n_chunks, 8 * CHUNK_ELEMS, nt, nt)
     if nb == 1:
         bn_forward_channels(g, b, &moving_mean[0], &moving_var[0], &stats[0, 0], pp, mk, &coef[0, 0],
                             n_chunks, rows_per, m, n, 0, n, batch_stats, momentum, epsilon)
@@ -228,7 +228,7 @@ def batch_norm_forward(const floating[:, ::1] x,        # IN  (rows, C)
                                 n_chunks, rows_per, m, n, block_start(n, nb, t), block_start(n, nb, t + 1),
                                 batch_stats, momentum, epsilon)
     # the affine map, rows split over threads
-    nb = <int>min(<Py_ssize_t>nt, max(1, m * n // CHUNK_ELEMS), m)
+    nb = threads_for_work(m * n, CHUNK_ELEMS, <int>min(m, <Py_ssize_t>nt), nt)
     if nb == 1:
         rows_affine(xp, &coef[0, 0], &coef[1, 0], &coef[2, 0], &y[0, 0], 0, m, n)
     else:
@@ -321,7 +321,7 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
         cp[3 * n + c] = <floating>stats[0, c]
     # per-chunk partial sums, chunks split over threads
     if need_sums:
-        nb = <int>min(<Py_ssize_t>nt, n_chunks)
+        nb = threads_for_work(n_chunks, 1, <int>n_chunks, nt)
         if nb == 1:
             for k in range(n_chunks):
                 chunk_grad_sums(xp, gp, cp + 3 * n, k * rows_per, min(m, (k + 1) * rows_per), n,
@@ -331,7 +331,7 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
                 chunk_grad_sums(xp, gp, cp + 3 * n, k * rows_per, min(m, (k + 1) * rows_per), n,
                                 pp + 2 * k * n, pp + (2 * k + 1) * n)
     # per channel: combine, weight gradients, dx coefficients
-    nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
+    nb = threads_for_work(n * n_chunks, 8 * CHUNK_ELEMS, nt, nt)
     if nb == 1:
         bn_backward_channels(g, &stats[0, 0], pp, dgp, dbp, cp, n_chunks, count, n, 0, n, need_sums,
                              batch_stats, accumulate)
@@ -342,7 +342,7 @@ def batch_norm_backward(const floating[:, ::1] x,      # IN  (rows, C) the forwa
                                  batch_stats, accumulate)
     # gradient with respect to the input, rows split over threads
     if want_dx:
-        nb = <int>min(<Py_ssize_t>nt, max(1, m * n // CHUNK_ELEMS), m)
+        nb = threads_for_work(m * n, CHUNK_ELEMS, <int>min(m, <Py_ssize_t>nt), nt)
         if nb == 1:
             rows_bn_input_grad(xp, gp, cp, mk, &dx[0, 0], 0, m, n)
         else:
@@ -499,7 +499,7 @@ def layer_norm_forward(const floating[:, ::1] x,    # IN  (rows, n) n = the norm
                        double epsilon, int n_threads):
     """y[r] := (x[r] - mean(x[r])) / sqrt(var(x[r]) + eps) * gamma + beta, rows split over threads."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
-    cdef int nb = <int>min(<Py_ssize_t>max(1, n_threads), max(1, m * n // CHUNK_ELEMS), m), t
+    cdef int nb = threads_for_work(m * n, CHUNK_ELEMS, <int>min(m, <Py_ssize_t>max(1, n_threads)), max(1, n_threads)), t
     cdef const floating* g = &gamma[0] if gamma is not None else NULL
     cdef const floating* b = &beta[0] if beta is not None else NULL
     if m == 0 or n == 0:
@@ -624,7 +624,7 @@ def layer_norm_backward(const floating[:, ::1] x,     # IN  (rows, n) the forwar
     xp, gp, sp = &x[0, 0], &dy[0, 0], &stats[0, 0]
     dxp = &dx[0, 0] if dx is not None else NULL
     pp = &partials[0, 0, 0] if want_sums else NULL
-    nb = <int>min(<Py_ssize_t>nt, n_chunks)
+    nb = threads_for_work(n_chunks, 1, <int>n_chunks, nt)
     if nb == 1:
         for k in range(n_chunks):
             chunk_layer_norm_backward(xp, gp, g, sp, dxp, pp + 2 * k * n if want_sums else NULL,
@@ -637,7 +637,7 @@ def layer_norm_backward(const floating[:, ::1] x,     # IN  (rows, n) the forwar
                                       k * rows_per, min(m, (k + 1) * rows_per), n)
     if not want_sums:
         return
-    nb = <int>min(<Py_ssize_t>nt, max(1, n * n_chunks // (8 * CHUNK_ELEMS)))
+    nb = threads_for_work(n * n_chunks, 8 * CHUNK_ELEMS, nt, nt)
     if nb == 1:
         ln_weight_grads(pp, n_chunks, n, 0, n, dgp, dbp, accumulate)
     else:

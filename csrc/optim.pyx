@@ -7,14 +7,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, fabs
-from _blas cimport threads_for_work
-
-cdef int N_CHUNKS = 64
-
-
-cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
-    # updates are memory-bound: a thread is worth waking for 128K elements or more
-    return threads_for_work(n, 1 << 17, N_CHUNKS, n_threads)
+from _threads cimport threads_for_updates, UPDATE_CHUNKS as N_CHUNKS
 
 
 def sgd_step(floating[::1] p, floating[::1] g, floating[::1] buf,
@@ -27,7 +20,7 @@ def sgd_step(floating[::1] p, floating[::1] g, floating[::1] buf,
     cdef Py_ssize_t i, n = p.shape[0]
     cdef double gi, b
     cdef bint use_m = momentum != 0
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         gi = g[i] + weight_decay * p[i]
         if use_m:
             b = gi if first else momentum * buf[i] + (1.0 - dampening) * gi
@@ -44,7 +37,7 @@ def adam_step(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1] v
     cdef double gi, mi, vi, bc1 = 1.0 - beta1 ** t, bc2 = 1.0 - beta2 ** t
     cdef double step = lr / bc1, inv_sqrt_bc2 = 1.0 / sqrt(bc2), shrink = 1.0 - lr * weight_decay
     cdef bint ams = vmax is not None
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         gi = g[i]
         if decoupled:
             p[i] = <floating>(p[i] * shrink)
@@ -68,7 +61,7 @@ def rmsprop_step(floating[::1] p, floating[::1] g, floating[::1] v, floating[::1
     cdef Py_ssize_t i, n = p.shape[0]
     cdef double gi, vi, ga, denom
     cdef bint centered = gavg is not None, use_m = buf is not None
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         gi = g[i] + weight_decay * p[i]
         vi = rho * v[i] + (1.0 - rho) * gi * gi
         v[i] = <floating>vi
@@ -89,7 +82,7 @@ def adagrad_step(floating[::1] p, floating[::1] g, floating[::1] acc, double lr,
     """acc += g^2; p -= lr * g / (sqrt(acc) + eps)."""
     cdef Py_ssize_t i, n = p.shape[0]
     cdef double gi, a
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         gi = g[i] + weight_decay * p[i]
         a = acc[i] + gi * gi
         acc[i] = <floating>a
@@ -99,7 +92,7 @@ def adagrad_step(floating[::1] p, floating[::1] g, floating[::1] acc, double lr,
 def clip_by_value(floating[::1] g, double c, int n_threads):
     """g := clip(g, -c, c)."""
     cdef Py_ssize_t i, n = g.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         if g[i] > c:
             g[i] = <floating>c
         elif g[i] < -c:
@@ -109,16 +102,16 @@ def clip_by_value(floating[::1] g, double c, int n_threads):
 def scale(floating[::1] g, double s, int n_threads):
     """g := s * g."""
     cdef Py_ssize_t i, n = g.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         g[i] = <floating>(g[i] * s)
 
 
 def sum_of_squares(const floating[::1] g, int n_threads):
     """Return sum(g^2) in double, in an order fixed by n (not by the thread count)."""
     cdef Py_ssize_t n = g.shape[0], c, i, lo, hi
-    cdef double part[64]
+    cdef double part[N_CHUNKS]
     cdef double s, total = 0.0
-    for c in prange(N_CHUNKS, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for c in prange(N_CHUNKS, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         lo = n * c // N_CHUNKS
         hi = n * (c + 1) // N_CHUNKS
         s = 0.0
@@ -133,10 +126,10 @@ def sum_of_squares(const floating[::1] g, int n_threads):
 def l1_l2_penalty(const floating[::1] w, floating[::1] g, double l1, double l2, int n_threads):
     """Return l1*sum|w| + l2*sum(w^2); when g is not None add its gradient into g."""
     cdef Py_ssize_t n = w.shape[0], c, i, lo, hi
-    cdef double part[64]
+    cdef double part[N_CHUNKS]
     cdef double s, total = 0.0, wi
     cdef bint want_grad = g is not None
-    for c in prange(N_CHUNKS, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+    for c in prange(N_CHUNKS, nogil=True, schedule="static", num_threads=threads_for_updates(n, n_threads)):
         lo = n * c // N_CHUNKS
         hi = n * (c + 1) // N_CHUNKS
         s = 0.0

@@ -8,7 +8,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-from _blas cimport block_start, threads_for_work, ELEMENT_GRAIN
+from _threads cimport block_start, threads_for_work, ELEMENT_GRAIN
 
 
 # ------------------------------------------------------------------------------------ max pool

@@ -39,18 +39,15 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
+from _blas cimport gemm
+from _threads cimport block_start, threads_for_work, fixed_blocks, GEMM_GRAIN
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
 
 cdef extern from *:
     """
     #include <math.h>
     #include <string.h>
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define CYDNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define CYDNN_CLONES
-    #endif
+    #include "_simd_level.h"   /* CYDNN_CLONES */
 
     /* The cell kernels below are branch-free loops over a row's units so gcc vectorises them
        (float selects if-convert because setup.py builds with -fno-trapping-math). */

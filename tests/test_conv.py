@@ -20,8 +20,8 @@ def rand(*shape, seed=0):
 def use_direct(monkeypatch, on):
     """Let the direct kernels take the layers they apply to (planes: stride and dilation 1, few
     channels, as by default; filters as lanes: any multiple of 16 filters, dilation 1), or none."""
-    monkeypatch.setattr("cydnn.layers.convolutional._DIRECT_BELOW", 16 if on else 0)
-    monkeypatch.setattr("cydnn.layers.convolutional._LANES_MAX_FILTERS", 10 ** 9 if on else 0)
+    monkeypatch.setattr(_conv, "DIRECT_BELOW", 16 if on else 0)
+    monkeypatch.setattr(_conv, "LANES_MAX_FILTERS", 10 ** 9 if on else 0)
 
 
 @pytest.fixture(params=["rows", "transposed", "direct", "direct-level0", "direct-level1"])
@@ -29,7 +29,7 @@ def layout(request, monkeypatch):
     """Run a test with each way to a convolution: patches as rows (im2col), as columns
     (im2col_transposed), or the direct kernels wherever they apply, at the widest SIMD level this
     CPU runs, at the portable level 0 and at level 1 (AVX2; clamped to what the CPU runs)."""
-    monkeypatch.setattr("cydnn.layers.convolutional._TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
+    monkeypatch.setattr(_conv, "TRANSPOSED_BELOW", 0 if request.param == "rows" else 10 ** 9)
     use_direct(monkeypatch, "direct" in request.param)
     _conv.direct_level(int(request.param[-1]) if "level" in request.param else -1)
     yield request.param
@@ -85,7 +85,7 @@ LANES_GRID = [
 def test_conv2d_lanes_gradients(kernel, strides, padding, hw, channels, filters, layout):
     layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, **F64)
     check_layer_gradients(layer, rand(2, *hw, channels))
-    assert layer.context(None).g["direct"] == (2 if "direct" in layout else 0)
+    assert layer.context(None).plan.mode == (_conv.LANES if "direct" in layout else _conv.PATCHES)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softmax", "elu"])
@@ -96,8 +96,8 @@ def test_conv2d_fused_activation_gradients(activation):
 
 def test_conv2d_without_bias_and_chunked_batch(monkeypatch, layout):
     # a tiny patch budget forces one image per chunk; 5 images over several reduction groups
-    monkeypatch.setattr("cydnn.layers.convolutional._CHUNK_BYTES", 1)
-    monkeypatch.setattr("cydnn.layers.convolutional._MAX_GROUPS", 3)
+    monkeypatch.setattr(_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_conv, "MAX_GROUPS", 3)
     layer = layers.Conv2D(2, 2, use_bias=False, **F64)
     check_layer_gradients(layer, rand(5, 4, 3, 2))
     assert len(layer.weights) == 1
@@ -179,7 +179,7 @@ def test_direct_path_matches_patches(filters, kernel, strides, padding, shape, m
     results = []
     for on in (False, True):
         use_direct(monkeypatch, on)
-        layer._geoms.clear()   # the path is chosen with the geometry, once per input shape
+        layer._plans.clear()   # the path is chosen with the plan, once per input shape
         _conv.direct_level(level if on else -1)
         try:
             y = layer(x, training=True)
@@ -187,7 +187,7 @@ def test_direct_path_matches_patches(filters, kernel, strides, padding, shape, m
             results.append([y.copy(), layer.backward(r).copy()] + [g.copy() for g in layer.grads])
         finally:
             _conv.direct_level(-1)
-        assert layer.context(None).g["direct"] == (mode if on else 0)
+        assert layer.context(None).plan.mode == (mode if on else _conv.PATCHES)
     for a, b in zip(*results):
         # float32: sums over thousands of terms in other orders, judged against the largest entry
         tol = 1e-12 if dtype == "float64" else 1e-5
@@ -395,7 +395,7 @@ def test_accumulate_grads_and_no_input_grad():
                                   lambda: layers.Conv1D(32, 5, strides=2),
                                   lambda: layers.DepthwiseConv2D(3, depth_multiplier=2)])
 def test_results_do_not_depend_on_thread_count(make, monkeypatch, layout):
-    monkeypatch.setattr("cydnn.layers.convolutional._CHUNK_BYTES", 64 * 1024)   # several chunks per group
+    monkeypatch.setattr(_conv, "CHUNK_BYTES", 64 * 1024)   # several chunks per group
     layer = make()
     x = rand(13, 20, 20, 8).astype(np.float32) if not isinstance(layer, layers.Conv1D) else \
         rand(13, 200, 16).astype(np.float32)

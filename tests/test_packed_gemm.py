@@ -1,4 +1,4 @@
-"""The packed-panel kernels of the recurrent steps (csrc/_packed_gemm.h) at every SIMD level:
+"""The packed-panel kernels of the recurrent steps (csrc/core/_packed_gemm.h) at every SIMD level:
 products against NumPy, row results that do not depend on the rows around them (what lets the
 recurrence split its batch by the thread count), levels 1 and 2 bit-identical, and the recurrent
 layers' gradients at the portable level."""

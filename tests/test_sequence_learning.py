@@ -53,7 +53,7 @@ def test_embedding_mask_zero_lstm_classifies_variable_length_sequences():
     short = lengths <= 12
     full = model.predict(x_test[short])
     # Padding changes no prediction. Not bit for bit: inputs of another length are another GEMM
-    # shape, whose blocks (fixed by the shape, csrc/_blas.pxd fixed_blocks) round differently;
+    # shape, whose blocks (fixed by the shape, csrc/core/_threads.pxd fixed_blocks) round differently;
     # float32 precision is the claim.
     np.testing.assert_allclose(model.predict(x_test[short][:, :12]), full, rtol=2e-6, atol=1e-9)
     np.testing.assert_allclose(model.predict(np.pad(x_test[short], ((0, 0), (0, 24)))), full, rtol=2e-6, atol=1e-9)

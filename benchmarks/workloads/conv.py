@@ -10,7 +10,7 @@ FLOPs count 2 per multiply-add: the forward pass, plus dW and dx for every layer
 (whose dx nobody needs).
 
 LeNet's convolutions run cydnn's direct kernels (AVX-512 here, chosen at run time; see
-csrc/_conv_direct.h), the ConvNet's second one im2col + sgemm, whose speed is the BLAS's: SciPy's
+csrc/core/_conv_direct.h), the ConvNet's second one im2col + sgemm, whose speed is the BLAS's: SciPy's
 OpenBLAS runs its AVX2 (Haswell) kernels when OPENBLAS_CORETYPE=Haswell is set (~100 GFLOP/s per
 core here) and its AVX-512 (SkylakeX) kernels otherwise (~150-200); the dense layers too. PyTorch's
 oneDNN uses AVX-512 either way.

@@ -10,19 +10,14 @@ from ._kernels import activations as _k
 from ._validation import unknown_identifier
 from .registry import get_registered_object
 
-# code, default alpha: codes match csrc/_activation.pxd
-_CODES = {
-    "linear": (0, 0.0), "heaviside": (1, 0.0), "sign": (2, 0.0), "sigmoid": (3, 0.0),
-    "tanh": (4, 0.0), "arctan": (5, 0.0), "relu": (6, 0.0), "leaky_relu": (7, 0.2),
-    "elu": (8, 1.0), "softplus": (9, 0.0), "gelu": (10, 0.0), "swish": (11, 0.0),
-    "selu": (12, 0.0), "softsign": (13, 0.0), "relu6": (14, 0.0), "hard_sigmoid": (15, 0.0),
-    "exponential": (16, 0.0), "softmax": (100, 0.0),
-}
+# code, default alpha; the codes are the kernels' (csrc/_activation.pxd, exported by name)
+_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
+_CODES = {name: (code, _DEFAULT_ALPHA.get(name, 0.0)) for name, code in _k.CODES.items()}
 _ALIASES = {None: "linear", "binary_step": "heaviside", "step": "heaviside", "silu": "swish",
             "atan": "arctan", "identity": "linear"}
 
 SOFTMAX_CODE = _CODES["softmax"][0]
-LINEAR_CODE = 0
+LINEAR_CODE = _CODES["linear"][0]
 
 
 class Activation:

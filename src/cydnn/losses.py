@@ -9,10 +9,8 @@ import numpy as np
 
 from . import threads
 from ._kernels import losses as _k
+from ._kernels.losses import MSE, SSE, MAE, HUBER, BCE, BCE_LOGITS, CCE, CCE_LOGITS  # the kernels' codes
 from ._validation import as_float_array, unknown_identifier
-
-# codes match csrc/losses.pyx
-MSE, SSE, MAE, HUBER, BCE, BCE_LOGITS, CCE, CCE_LOGITS = range(8)
 
 
 class Loss:

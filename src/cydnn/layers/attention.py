@@ -23,7 +23,7 @@ from .._kernels import dense as _dense
 from .._validation import as_float_array, check_fraction, check_shape, describe
 from .base import Layer
 
-_DOT, _ADDITIVE = 0, 1
+_DOT, _ADDITIVE = _attention.DOT, _attention.ADDITIVE  # score modes, defined once in attention.pyx
 
 
 def _fmt(shape):

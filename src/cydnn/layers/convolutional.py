@@ -18,32 +18,8 @@ from .._kernels import conv as _conv
 from .._validation import check_positive_int, describe
 from .base import Layer
 
-# Patches of a few images are built at a time so they are still in cache when sgemm reads them.
-_CHUNK_BYTES = 512 * 1024
-# The weight gradient is summed per group of images, then over groups in order (results do not
-# depend on the thread count). At most this many groups, and at most this many bytes of partials.
-_MAX_GROUPS = 16
-_MAX_PARTIAL_BYTES = 32 * 1024 * 1024
-# Patch layout. im2col copies runs of kw * channels contiguous values per kernel row; below this
-# many the patches are built transposed instead (one run per output row and tap), which measured
-# faster for grey-image first layers (LeNet's 5x5x6 on 28x28x1, batch 64, forward+backward: 2.79 -> 1.76 ms).
-_TRANSPOSED_BELOW = 16
-# Direct kernels (csrc/_conv_direct.h), on CPUs with AVX2 + FMA or AVX-512 (their portable 16-byte
-# level lost to OpenBLAS on LeNet: 5.2 vs 3.3-4.7 ms a step; AVX2 2.8-3.1, AVX-512 2.3).
-_SIMD = _conv.direct_level(-1) >= 1
-# Filters as vector lanes: a filter count that is a multiple of 16 up to this, no dilation (an
-# implicit GEMM on the NHWC rows, no patches: forward, dW and dx). LeNet's second layer
-# (5x5, 6 -> 16) forward 0.47 -> 0.17 ms, backward 1.10 -> 0.42 ms (vs OpenBLAS's Haswell kernels).
-# The ConvNet workload (its 3x3, 32 -> 64 on 26x26) 112 -> 76 ms a step with the Haswell kernels,
-# even (72 ms) with the SkylakeX ones: 64 filters is where those catch up. First layers with 16-64
-# filters are faster this way than as planes too (32 filters 3x3 on 28x28x1: 4.0 -> 2.9 ms).
-_LANES_MAX_FILTERS = 64 if _SIMD else 0
-# Otherwise planes (output columns as lanes): stride 1, no dilation, kw * channels below this and
-# at most _PLANES_MAX_FILTERS filters. LeNet's first layer (5x5, 1 -> 6 on 28x28, batch 64) forward
-# 0.85 -> 0.20 ms, backward 0.78 -> 0.18 ms (Haswell kernels); 100 filters lost to the SkylakeX ones.
-_DIRECT_BELOW = 16 if _SIMD else 0
-_PLANES_MAX_FILTERS = 48
-_PATCHES, _PLANES, _LANES = 0, 1, 2
+# How a convolution runs (patches or direct kernels, chunks, groups, scratch) is decided in the
+# kernels module, once per input shape: _conv.ConvPlan, with the tuning constants next to it.
 
 
 # ------------------------------------------------------------------------------ argument helpers
@@ -150,12 +126,6 @@ def _check_data_format(data_format, who):
                          f"received data_format={data_format!r}")
 
 
-def _n_groups(batch, partial_floats, itemsize):
-    """How many image groups the weight gradient is summed over: a function of shapes only."""
-    cap = max(1, _MAX_PARTIAL_BYTES // max(1, partial_floats * itemsize))
-    return max(1, min(batch, _MAX_GROUPS, cap))
-
-
 # --------------------------------------------------------------------------------- Conv1D/2D
 class _Conv(Layer):
     """Shared by Conv1D and Conv2D: both run the 2-D kernel (Conv1D with height 1)."""
@@ -179,7 +149,7 @@ class _Conv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        self._geoms = {}
+        self._plans = {}
 
     # ----------------------------------------------------------------- shapes
     def validate_input_shape(self, input_shape):
@@ -214,10 +184,11 @@ class _Conv(Layer):
     def bias(self):
         return self._params[1].value if self.use_bias else None
 
-    def _geometry(self, shape):
-        """Kernel arguments for an input of this shape (cached): the 2-D view and kernel geometry."""
-        g = self._geoms.get(shape)
-        if g is None:
+    def _plan_for(self, shape):
+        """The kernels' plan for an input of this shape at the current thread count (cached)."""
+        nt = threads.get_num_threads()
+        plan = self._plans.get((shape, nt))
+        if plan is None:
             spatial = shape[1:-1] if self.rank == 2 else (1,) + tuple(shape[1:-1])
             ks = self.kernel_size if self.rank == 2 else (1,) + self.kernel_size
             ss = self.strides if self.rank == 2 else (1,) + self.strides
@@ -226,48 +197,27 @@ class _Conv(Layer):
             for a, size in enumerate(shape[1:-1]):
                 pads.append(axis_padding(self.padding, a, size, self.kernel_size[a], self.strides[a],
                                          self.dilation_rate[a]))
-            out = [conv_output_length(spatial[a], ks[a], ss[a], ds[a], *pads[a]) for a in range(2)]
-            n, c = shape[0], shape[-1]
-            kdim = ks[0] * ks[1] * c
-            transposed = ks[1] * c < _TRANSPOSED_BELOW
-            if ds == (1, 1) and self.filters % 16 == 0 and self.filters <= _LANES_MAX_FILTERS:
-                direct = _LANES
-            elif (ss == (1, 1) and ds == (1, 1) and ks[1] * c < _DIRECT_BELOW
-                  and self.filters <= _PLANES_MAX_FILTERS):
-                direct = _PLANES
-            else:
-                direct = _PATCHES
-            per_image = out[0] * out[1] * kdim
-            groups = _n_groups(n, kdim * self.filters, self.dtype.itemsize)
-            chunk = max(1, min(-(-n // groups), _CHUNK_BYTES // max(1, per_image * self.dtype.itemsize)))
-            col, part = chunk * per_image, kdim * self.filters
-            if direct:
-                scratch, part = _conv.conv2d_direct_sizes(direct, *spatial, c, *out, *ks, *ss, self.filters)
-                # planes take dx from the transposed patches; the lanes never build patches
-                col = max(col, scratch) if direct == _PLANES else scratch
-            g = dict(x4=(n, spatial[0], spatial[1], c), z4=(n, out[0], out[1], self.filters),
-                     out_shape=(n,) + tuple(out[2 - self.rank:]) + (self.filters,),
-                     kdim=kdim, chunk=chunk, col=col, transposed=transposed, direct=direct,
-                     groups=groups, part=part,
-                     args=(ks[0], ks[1], ss[0], ss[1], pads[0][0], pads[1][0], ds[0], ds[1]))
-            self._geoms[shape] = g
-        return g
+            plan = self._plans[(shape, nt)] = _conv.ConvPlan(
+                (shape[0], spatial[0], spatial[1], shape[-1]), self.filters, tuple(ks), tuple(ss), tuple(pads),
+                tuple(ds), self.dtype.itemsize, nt)
+        return plan
+
+    def _out_shape(self, plan):
+        return plan.z4[:1] + plan.z4[3 - self.rank:]
 
     # ----------------------------------------------------------------- running
     def forward(self, x, training=False, ctx=None):
         ctx = self.context(ctx)
-        g = self._geometry(x.shape)
-        nt = threads.get_num_threads()
-        x4 = x.reshape(g["x4"])
-        z = ctx.buffer("z", g["z4"], self.dtype)
-        y = z if self.activation.code == activations.LINEAR_CODE else ctx.buffer("y", g["z4"], self.dtype)
-        col = ctx.buffer("col", (nt, max(1, g["col"])), self.dtype)
-        _conv.conv2d_forward(x4, self.kernel.reshape(g["kdim"], self.filters), self.bias, z, y, col,
-                             *g["args"], g["chunk"], g["groups"], g["transposed"], g["direct"], self.activation.code,
-                             self.activation.alpha, nt)
-        ctx.x4, ctx.z, ctx.y, ctx.g = x4, z, y, g
-        ctx.logits = z.reshape(g["out_shape"])  # the pre-activation, for losses fused with softmax/sigmoid
-        return y.reshape(g["out_shape"])
+        p = self._plan_for(x.shape)
+        x4 = x.reshape(p.x4)
+        z = ctx.buffer("z", p.z4, self.dtype)
+        y = z if self.activation.code == activations.LINEAR_CODE else ctx.buffer("y", p.z4, self.dtype)
+        p.forward(x4, self.kernel.reshape(p.kdim, self.filters), self.bias, z, y,
+                  ctx.buffer("col", (p.threads, max(1, p.col)), self.dtype), self.activation.code,
+                  self.activation.alpha)
+        ctx.x4, ctx.z, ctx.y, ctx.plan = x4, z, y, p
+        ctx.logits = z.reshape(self._out_shape(p))  # the pre-activation, for losses fused with softmax/sigmoid
+        return y.reshape(self._out_shape(p))
 
     def backward(self, dy, ctx=None):
         return self._backward(self.context(ctx), dy, self.activation.code)
@@ -277,24 +227,23 @@ class _Conv(Layer):
         return self._backward(self.context(ctx), dz, activations.LINEAR_CODE)
 
     def _backward(self, ctx, dy, act):
-        g = ctx.g
-        nt = threads.get_num_threads()
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(g["z4"])
-        dz = dy if act == activations.LINEAR_CODE else ctx.buffer("dz", g["z4"], self.dtype)
-        dx = ctx.buffer("dx", g["x4"], self.dtype) if ctx.need_input_grad else None
+        p = ctx.plan
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(p.z4)
+        dz = dy if act == activations.LINEAR_CODE else ctx.buffer("dz", p.z4, self.dtype)
+        dx = ctx.buffer("dx", p.x4, self.dtype) if ctx.need_input_grad else None
         train = self.trainable
-        _conv.conv2d_backward(
-            ctx.x4, self.kernel.reshape(g["kdim"], self.filters), ctx.z, ctx.y, dy, dz,
-            self._params[0].grad.reshape(g["kdim"], self.filters) if train else None,
+        p.backward(
+            ctx.x4, self.kernel.reshape(p.kdim, self.filters), ctx.z, ctx.y, dy, dz,
+            self._params[0].grad.reshape(p.kdim, self.filters) if train else None,
             self._params[1].grad if (train and self.use_bias) else None, dx,
-            ctx.buffer("col", (nt, max(1, g["col"])), self.dtype),
-            ctx.buffer("dw_part", (g["groups"], g["part"]), self.dtype),
-            ctx.buffer("db_part", (g["groups"], self.filters), self.dtype),
-            *g["args"], g["chunk"], g["transposed"], g["direct"], act, self.activation.alpha, ctx.accumulate, nt)
-        return None if dx is None else dx.reshape(self._x_shape_of(g))
+            ctx.buffer("col", (p.threads, max(1, p.col)), self.dtype),
+            ctx.buffer("dw_part", (p.groups, p.part), self.dtype),
+            ctx.buffer("db_part", (p.groups, self.filters), self.dtype),
+            act, self.activation.alpha, ctx.accumulate)
+        return None if dx is None else dx.reshape(self._x_shape_of(p))
 
-    def _x_shape_of(self, g):
-        n, h, w, c = g["x4"]
+    def _x_shape_of(self, p):
+        n, h, w, c = p.x4
         return (n, h, w, c) if self.rank == 2 else (n, w, c)
 
     def get_config(self):
@@ -435,7 +384,7 @@ class DepthwiseConv2D(Layer):
         dx = ctx.buffer("dx", ctx.x.shape, self.dtype) if ctx.need_input_grad else None
         train = self.trainable
         size = self.depthwise_kernel.size
-        groups = _n_groups(ctx.x.shape[0], size, self.dtype.itemsize)
+        groups = _conv.partial_groups(ctx.x.shape[0], size, self.dtype.itemsize)
         _conv.depthwise_conv2d_backward(
             ctx.x, self.depthwise_kernel, ctx.z, ctx.y, dy, dz, self._params[0].grad if train else None,
             self._params[1].grad if (train and self.use_bias) else None, dx,
