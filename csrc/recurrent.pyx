@@ -483,13 +483,14 @@ cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcep
 
 
 def packed_scratch_size(int nin, int u, int width):
-    """Values of the scratch array every cell's forward and backward pass packs its kernels into:
-    the kernel (nin x width, forward) then the recurrent kernel (u x width), its transpose, or
-    (GRU with reset_before) two column slices of either, plus the alignment slack."""
-    cdef size_t n = max(pg_packed_size(u, width), pg_packed_size(width, u))
-    n = max(n, pg_packed_size(u, width - u) + pg_packed_size(u, u))
-    n = max(n, pg_packed_size(width - u, u) + pg_packed_size(u, u))
-    return pg_packed_size(nin, width) + n + CYDNN_PG_ALIGN
+    """Values of the scratch array every cell's forward and backward pass packs its kernels into,
+    plus the alignment slack. Forward: the kernel (nin x width), then the recurrent kernel
+    (u x width) or (GRU with reset_before) two column slices of it. Backward: the recurrent
+    kernel's transpose (or its two slices), then the kernel's transpose (width x nin, for dx; the
+    GRU packs it as two row ranges, the same size)."""
+    cdef size_t fwd = max(pg_packed_size(u, width), pg_packed_size(u, width - u) + pg_packed_size(u, u))
+    cdef size_t bwd = max(pg_packed_size(width, u), pg_packed_size(width - u, u) + pg_packed_size(u, u))
+    return max(pg_packed_size(nin, width) + fwd, bwd + pg_packed_size(width, nin)) + CYDNN_PG_ALIGN
 
 
 def packed_level(int level=-1):
@@ -634,23 +635,22 @@ cdef void weight_grad_cols(const floating* xt, int nin, const floating* hs, cons
 
 
 cdef void input_grads(const floating* dz, int ld_dz, const floating* dz2, int ld_dz2, int split,
-                      const floating* kernel, int nin, int width, const floating* keep,
-                      int batch, int T, bint reverse, floating* dxt, floating* dx,
-                      int r0, int r1) noexcept nogil:
-    """Rows r0..r1 of dxt := D @ kernel^T (time-major), then dx[b, t] := dxt[s, b] * keep[b]."""
+                      const floating* ktp, const floating* ktp2, int nin, int width,
+                      const floating* keep, int batch, int T, bint reverse, floating* dxt,
+                      floating* dx, int r0, int r1) noexcept nogil:
+    """Rows r0..r1 of dxt := D @ kernel^T (time-major), then dx[b, t] := dxt[s, b] * keep[b].
+    D is dz, or [dz[:, :split] | dz2] when dz2 is not NULL; ktp holds kernel^T packed (its first
+    split rows when dz2 is not NULL, ktp2 the rest): one running sum per entry over k in order,
+    whatever the rows of the call (step_product)."""
     cdef int r, s, b, j
     cdef floating* src
     cdef floating* dst
     if r1 <= r0:
         return
-    if dz2 == NULL:
-        gemm(False, True, r1 - r0, nin, width, <floating>1, dz + <Py_ssize_t>r0 * ld_dz, ld_dz,
-             kernel, width, <floating>0, dxt + <Py_ssize_t>r0 * nin, nin)
-    else:
-        gemm(False, True, r1 - r0, nin, split, <floating>1, dz + <Py_ssize_t>r0 * ld_dz, ld_dz,
-             kernel, width, <floating>0, dxt + <Py_ssize_t>r0 * nin, nin)
-        gemm(False, True, r1 - r0, nin, width - split, <floating>1, dz2 + <Py_ssize_t>r0 * ld_dz2,
-             ld_dz2, kernel + split, width, <floating>1, dxt + <Py_ssize_t>r0 * nin, nin)
+    step_product(dz + <Py_ssize_t>r0 * ld_dz, ld_dz, ktp, width if dz2 == NULL else split,
+                 NULL if dz2 == NULL else dz2 + <Py_ssize_t>r0 * ld_dz2, ld_dz2, ktp2,
+                 0 if dz2 == NULL else width - split, NULL, dxt + <Py_ssize_t>r0 * nin, nin,
+                 r1 - r0, nin, False)
     for r in range(r0, r1):
         s = r // batch
         b = r - s * batch
@@ -825,7 +825,7 @@ def simple_rnn_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) 
     cdef floating[:, :, ::1] no_dz2 = None
     cdef floating[::1] no_dbias2 = None
     parameter_grads(xt, hs, no_dz2, 0, dz, no_dz2, u, kernel, keep, dkernel, drkernel, dbias, no_dbias2, dxt,
-                    dx, reverse, accumulate, n_threads)
+                    dx, packed, used, reverse, accumulate, n_threads)
 
 
 cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1] hs,
@@ -834,13 +834,15 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
                           const floating[:, ::1] kernel, const floating[:, ::1] keep,
                           floating[:, ::1] dkernel, floating[:, ::1] drkernel, floating[::1] dbias,
                           floating[::1] dbias2, floating[:, :, ::1] dxt, floating[:, :, ::1] dx,
-                          bint reverse, bint accumulate, int n_threads):
+                          floating[::1] packed, Py_ssize_t used, bint reverse, bint accumulate,
+                          int n_threads):
     """After the recurrence: dkernel, drkernel and the bias gradients (one pass over dz, every entry
     a fixed-order sum over all T*batch rows) and dx, in one parallel region. dz (T, batch, width) is
     dL/d(pre-activations). For the GRU, dz is the gradient of the recurrent projection; the input
     projection's is [dz[..., :split] | dz2] and dbias2 receives the recurrent bias's gradient.
     hs2 (T, batch, u) or None: the left operand of the recurrent kernel's columns from rsplit on
-    (the GRU with reset_before multiplies r * h_{s-1} there)."""
+    (the GRU with reset_before multiplies r * h_{s-1} there). dx packs kernel^T into packed after
+    its first used values (what the recurrence packed)."""
     cdef int T = dz.shape[0], batch = dz.shape[1], width = dz.shape[2], nin = xt.shape[2]
     cdef int u = hs.shape[2], rows = T * batch, t
     cdef const floating* dz2_p = <const floating*>NULL if dz2 is None else &dz2[0, 0, 0]
@@ -852,9 +854,17 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
     cdef floating* db = opt_ptr(dbias)
     cdef floating* db2 = opt_ptr(dbias2)
     cdef floating* dx_p = NULL if dx is None else &dx[0, 0, 0]
+    cdef const floating* ktp = NULL
+    cdef const floating* ktp2 = NULL
+    if dx_p != NULL:   # kernel^T (width x nin) packed; for the GRU its rows split..width apart
+        ktp = pack_operand(packed, &used, width if dz2 is None else split, nin, &kernel[0, 0],
+                           width, True)
+        if dz2 is not None:
+            ktp2 = pack_operand(packed, &used, width - split, nin, &kernel[0, split], width, True)
     # dkernel, drkernel and the biases: each thread takes a share of the columns (whole panels of
     # 32), every entry one fixed-order sum over all T*batch rows (matmul_tn) however the columns
-    # are split; dx in blocks of rows fixed by the shape; thread t takes a contiguous share of them.
+    # are split; dx in blocks of rows fixed by the shape (every entry one fixed-order sum too);
+    # thread t takes a contiguous share of them.
     cdef int nbx = fixed_blocks(rows, PROJ_ROW_BLOCK) if dx_p != NULL else 0
     cdef int panels = (width + 31) // 32
     cdef int i, w0, w1, nt = threads_for_work(<long long>rows * width * (2 * nin + u), GEMM_GRAIN,
@@ -866,7 +876,7 @@ cdef void parameter_grads(const floating[:, :, ::1] xt, const floating[:, :, ::1
                          dz2_p, ld2, split, rows, dk, drk, db, db2, accumulate, w0, w1)
         # gradient with respect to the input
         for i in range(block_start(nbx, nt, t), block_start(nbx, nt, t + 1)):
-            input_grads(&dz[0, 0, 0], width, dz2_p, ld2, split, &kernel[0, 0], nin, width, keep_p,
+            input_grads(&dz[0, 0, 0], width, dz2_p, ld2, split, ktp, ktp2, nin, width, keep_p,
                         batch, T, reverse, &dxt[0, 0, 0], dx_p, block_start(rows, nbx, i),
                         block_start(rows, nbx, i + 1))
 
@@ -1170,7 +1180,7 @@ def lstm_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from f
     cdef floating[:, :, ::1] no_dz2 = None
     cdef floating[::1] no_dbias2 = None
     parameter_grads(xt, hs, no_dz2, 0, dz, no_dz2, 4 * u, kernel, keep, dkernel, drkernel, dbias, no_dbias2,
-                    dxt, dx, reverse, accumulate, n_threads)
+                    dxt, dx, packed, used, reverse, accumulate, n_threads)
 
 
 # ------------------------------------------------------------------------------------ GRU
@@ -1396,7 +1406,7 @@ def gru_backward(const floating[:, :, ::1] xt,      # IN  (T, batch, in) from fo
         db_rec = dbias[1]
     cdef floating[:, :, ::1] no_hs2 = None
     parameter_grads(xt, hs, no_hs2, 0, dr, dxh, 2 * u, kernel, keep, dkernel, drkernel, db_in,
-                    db_rec, dxt, dx, reverse, accumulate, n_threads)
+                    db_rec, dxt, dx, packed, used, reverse, accumulate, n_threads)
 
 
 # ------------------------------------------------------------------------------------ GRU, reset_before
@@ -1642,7 +1652,7 @@ def gru_reset_before_backward(const floating[:, :, ::1] xt,      # IN  (T, batch
     cdef floating[:, :, ::1] no_dz2 = None
     cdef floating[::1] no_dbias2 = None
     parameter_grads(xt, hs, rhp, 2 * u, dz, no_dz2, 3 * u, kernel, keep, dkernel, drkernel, dbias,
-                    no_dbias2, dxt, dx, reverse, accumulate, n_threads)
+                    no_dbias2, dxt, dx, packed, used, reverse, accumulate, n_threads)
 
 
 def packed_product(const floating[:, ::1] a,      # IN  (M, K), or (K, M) when transpose_a
