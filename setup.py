@@ -73,7 +73,7 @@ def extensions():
         if only and pyx.stem not in only:
             continue
         exts.append(Extension(f"cydnn._kernels.{pyx.stem}", [str(pyx.relative_to(HERE))],
-                              include_dirs=[str(CSRC)], depends=[str(h) for h in CSRC.glob("*.h")]))
+                              include_dirs=[str(CSRC)], depends=[str(h) for h in CSRC.rglob("*.h")]))
     return cythonize(
         exts,
         include_path=[str(CSRC)],

@@ -1,9 +1,12 @@
 """Recurrent layers: SimpleRNN, LSTM, GRU (Keras names, shapes, gate orders and defaults).
 
-Input (batch, time, features). The whole sequence runs in one compiled call (csrc/recurrent.pyx):
-the input projection of all steps is one GEMM, then each thread carries its own rows of the
-batch through every step (one small GEMM plus a fused gate kernel per step); backpropagation
-through time mirrors it, and the weight gradients are one GEMM each over all steps.
+Input (batch, time, features). The whole sequence runs in one compiled call (csrc/recurrent.pyx,
+one driver for every cell): the input projection of all steps is one GEMM, then each thread
+carries its own rows of the batch through every step (one small GEMM plus a fused gate kernel per
+step); backpropagation through time mirrors it, and the weight gradients are one GEMM each over
+all steps. A layer names its cell (``_cell``), gathers its options into a ``_k.Options`` and
+hands the kernels a ``_k.Workspace``, which sizes every scratch array and obtains it through the
+layer's ``buffer(key, shape, dtype)``.
 
 Outputs and states
     ``return_sequences``  the output is (batch, time, units), else the last output (batch, units).
@@ -211,18 +214,12 @@ class _RNN(Layer):
         self._has_initial_state = init is not None
         self._keep = self._dropout_keep(batch, nin, training)
         self._x_shape = x.shape
-        hs = self.buffer("hs", (steps + 1, batch, u))
-        state_bufs = [hs] + [self.buffer(f"state_{n}", (steps + 1, batch, u)) for n in self._state_names[1:]]
-        for buf, s in zip(state_bufs, init or [None] * self._n_states):
-            if s is None:
-                buf[0].fill(0)
-            else:
-                buf[0] = s
-        yseq = self.buffer("yseq", (batch, steps, u)) if self.return_sequences else None
-        ylast = self.buffer("ylast", (batch, u))
-        self._run_forward(x, hs, state_bufs, yseq, ylast)
-        self.states = [buf[steps] for buf in state_bufs]
-        out = yseq if self.return_sequences else ylast
+        ws = _k.Workspace(self._cell(), self.buffer, batch, steps, nin, u, self.dtype, self.return_sequences)
+        ws.start(self._mask, self._keep, init)
+        _k.rnn_forward(ws, x, self._weight_arrays(), self._options())
+        self._ws = ws
+        self.states = ws.states
+        out = ws.output
         return [out] + list(self.states) if self.return_state else out
 
     def backward(self, dy):
@@ -240,27 +237,32 @@ class _RNN(Layer):
         dys = dys + [None] * (1 + self._n_states - len(dys))
         dout = self._grad_array(dys[0], (batch, steps, u) if self.return_sequences else (batch, u), "output")
         dstates = [self._grad_array(d, (batch, u), f"state {n}") for d, n in zip(dys[1:], self._state_names)]
-        dx = self.buffer("dx", self._x_shape) if self.need_input_grad else None
-        dxt = self.buffer("dxt", (steps, batch, nin)) if self.need_input_grad else None
-        state_grads = [self.buffer(f"d_{n}0", (batch, u)) for n in self._state_names]
         train = self.trainable
         grads = [g if train else None for g in self._grads]
         if not self.use_bias:
             grads = grads + [None]
-        self._run_backward(dout if self.return_sequences else None, None if self.return_sequences else dout,
-                           dstates, state_grads, grads[0], grads[1], grads[2], dxt, dx)
+        dx = _k.rnn_backward(self._ws, self._weight_arrays(), dout if self.return_sequences else None,
+                             None if self.return_sequences else dout, dstates, tuple(grads[:3]),
+                             self._options(), self.need_input_grad)
+        state_grads = self._ws.state_grads
         self.initial_state_grads = [g.copy() for g in state_grads] if self._has_initial_state else None
         return dx
 
-    def _first_on(self, batch):
-        """Scratch for the kernels: each row's first unmasked step."""
-        return self.buffer("first_on", (batch,), np.intc)
+    def _cell(self):
+        """The kernels' name of this layer's cell (_k.CELLS)."""
+        return self._cell_name
 
-    def _packed(self):
-        """Scratch for the kernels: the recurrent kernel packed for the per-step products."""
-        u = self.units
-        nin = self._weights[0].shape[0]
-        return self.buffer("packed", (_k.packed_scratch_size(nin, u, self._n_gates * u),))
+    def _weight_arrays(self):
+        return (self._weights[0], self._weights[1], self.bias)
+
+    def _options(self):
+        """The kernels' options of this layer's configuration."""
+        ract = getattr(self, "recurrent_activation", None)
+        return _k.Options(self.activation.code, self.activation.alpha,
+                          ract.code if ract is not None else activations.get("sigmoid").code,
+                          ract.alpha if ract is not None else 0.0, self.go_backwards,
+                          self.zero_output_for_mask, self._fast_math, self.accumulate_grads,
+                          threads.get_num_threads())
 
     def _grad_array(self, d, shape, what):
         if d is None:
@@ -270,9 +272,6 @@ class _RNN(Layer):
             raise ValueError(f"{describe(self)}: expected the gradient of {what} of shape {shape}, "
                              f"received shape {d.shape}")
         return np.ascontiguousarray(d, dtype=self.dtype)
-
-    def _act_args(self):
-        return self.activation.code, self.activation.alpha
 
     # ----------------------------------------------------------------- config
     def get_config(self):
@@ -301,29 +300,7 @@ class SimpleRNN(_RNN):
     Weights: kernel (in, units), recurrent_kernel (units, units), bias (units,).
     """
 
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, u))
-        self._hs = hs
-        act, alpha = self._act_args()
-        _k.simple_rnn_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
-                              self._xt, self._z, hs, yseq, ylast, act, alpha, self.go_backwards,
-                              self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
-                              threads.get_num_threads())
-
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        steps, batch = self._z.shape[0], self._z.shape[1]
-        dz = self.buffer("dz", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
-        act, alpha = self._act_args()
-        _k.simple_rnn_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z,
-                               self._hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(batch),
-                               dk, drk, db, dxt, dx,
-                               act, alpha, self.go_backwards, self.zero_output_for_mask,
-                               self._has_initial_state, self.accumulate_grads, self._fast_math,
-                               threads.get_num_threads())
+    _cell_name = "simple_rnn"
 
 
 class LSTM(_RNN):
@@ -344,6 +321,7 @@ class LSTM(_RNN):
     _n_gates = 4
     _n_states = 2
     _state_names = ("h", "c")
+    _cell_name = "lstm"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  unit_forget_bias=True, **kwargs):
@@ -356,34 +334,6 @@ class LSTM(_RNN):
         if self.use_bias and self.unit_forget_bias:
             u = self.units
             self._weights[2][u:2 * u] = 1.0   # Keras: bias_initializer for i, c, o; ones for f
-
-    def _act_args(self):
-        return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
-                self.recurrent_activation.alpha)
-
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, 4 * u))
-        self._a = self.buffer("a", (steps, batch, 4 * u))
-        self._tc = self.buffer("tc", (steps, batch, u))
-        self._hs, self._cs = hs, state_bufs[1]
-        _k.lstm_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep, self._xt,
-                        self._z, self._a, hs, self._cs, self._tc, yseq, ylast, *self._act_args(),
-                        self.go_backwards, self.zero_output_for_mask, not self._has_initial_state,
-                        self._fast_math, threads.get_num_threads())
-
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = self._z.shape[1]
-        dz = self.buffer("dz", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
-        _k.lstm_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
-                         self._hs, self._cs, self._tc, dyseq, dylast, dstates[0], dstates[1], dz,
-                         state_grads[0], state_grads[1], g, self._first_on(batch), dk, drk, db, dxt, dx,
-                         *self._act_args(),
-                         self.go_backwards, self.zero_output_for_mask, self._has_initial_state,
-                         self.accumulate_grads, self._fast_math, threads.get_num_threads())
 
     def get_config(self):
         return {**super().get_config(),
@@ -424,54 +374,8 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def _act_args(self):
-        return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
-                self.recurrent_activation.alpha)
-
-    def _run_forward(self, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        self._xt = self.buffer("xt", (steps, batch, nin))
-        self._z = self.buffer("z", (steps, batch, 3 * u))
-        self._a = self.buffer("a", (steps, batch, 3 * u))
-        self._rh = self.buffer("rh", (steps, batch, u))   # reset_after: h @ U_h + b_rh; else r * h
-        rec = self.buffer("rec", (batch, 3 * u))
-        self._hs = hs
-        if not self.reset_after:
-            _k.gru_reset_before_forward(x, self._weights[0], self._weights[1], self._packed(), self.bias, self._mask, self._keep,
-                                        self._xt, self._z, self._a, self._rh, hs, rec, yseq, ylast,
-                                        *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                        not self._has_initial_state, self._fast_math, threads.get_num_threads())
-            return
-        bias = self.bias
-        if bias is None:   # the kernel adds a recurrent bias in every step: zeros
-            bias = self._buffers.get("zero_bias")
-            if bias is None:
-                bias = self._buffers["zero_bias"] = np.zeros((2, 3 * u), dtype=self.dtype)
-        _k.gru_forward(x, self._weights[0], self._weights[1], self._packed(), bias, self._mask, self._keep, self._xt,
-                       self._z, self._a, self._rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
-                       self.zero_output_for_mask, not self._has_initial_state, self._fast_math,
-                       threads.get_num_threads())
-
-    def _run_backward(self, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = self._z.shape[1]
-        dr = self.buffer("dr", self._z.shape)
-        g = self.buffer("g", (batch, self.units))
-        if not self.reset_after:
-            drhp = self.buffer("drhp", (batch, self.units))
-            _k.gru_reset_before_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep,
-                                         self._z, self._a, self._rh, self._hs, dyseq, dylast, dstates[0], dr, drhp,
-                                         state_grads[0], g, self._first_on(batch), dk, drk, db, dxt, dx,
-                                         *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                         self._has_initial_state, self.accumulate_grads, self._fast_math,
-                                         threads.get_num_threads())
-            return
-        dxh = self.buffer("dxh", self._rh.shape)
-        _k.gru_backward(self._xt, self._weights[0], self._weights[1], self._packed(), self._mask, self._keep, self._z, self._a,
-                        self._rh, self._hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
-                        self._first_on(batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                        self._has_initial_state, self.accumulate_grads, self._fast_math,
-                        threads.get_num_threads())
+    def _cell(self):
+        return "gru" if self.reset_after else "gru_reset_before"
 
     def get_config(self):
         return {**super().get_config(),
