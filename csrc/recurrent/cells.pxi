@@ -1,6 +1,6 @@
 # The table of cells: what the driver and the workspace need to know of each, and its two steps.
 # Adding a cell: its <cell>.pxi (and .h), a code below, a row of CELL_INFO and its two steps in the
-# dispatch functions.
+# dispatch functions (and, with unit_split, its two unit-split functions).
 
 cdef enum:
     SIMPLE_RNN_CELL = 0
@@ -59,6 +59,21 @@ cdef inline void cell_backward_step(int cell, const rnn_call* c, floating* hs, i
         gru_backward_step(c, hs, s, b0, b1)
     else:
         gru_rb_backward_step(c, hs, s, b0, b1)
+
+
+cdef inline void cell_units_prepare(int cell, const rnn_call* c, floating* kp, floating* rkp,
+                                    int j0, int j1) noexcept nogil:
+    """Unit split (cells with unit_split), by the thread owning units j0..j1: pack its columns of
+    the kernels into kp and rkp and project the inputs onto them."""
+    if cell == LSTM_CELL:
+        lstm_units_prepare(c, kp, rkp, j0, j1)
+
+
+cdef inline void cell_units_step(int cell, const rnn_call* c, const floating* rkp, floating* hs,
+                                 int s, int j0, int j1) noexcept nogil:
+    """Unit split: step s of the cell for units j0..j1 of every row."""
+    if cell == LSTM_CELL:
+        lstm_units_step(c, rkp, hs, s, j0, j1)
 
 
 cdef int cell_code(str name) except -1:

@@ -11,7 +11,7 @@
 # (grads.pxi).
 
 cpdef int unit_threads(int T, int batch, int u, int n_threads) noexcept nogil:
-    """Threads that share the LSTM forward's units (whole panels of 32) for a batch below
+    """Threads that share the forward's units of a cell with unit_split (the LSTM) (whole panels of 32) for a batch below
     FOLD_MIN_BATCH; 1: the rows are shared as usual. Python-visible for tests."""
     if batch >= FOLD_MIN_BATCH or u % 32 != 0:
         return 1
@@ -40,10 +40,10 @@ cdef void forward_units(int cell, const rnn_call* c, floating* kp, floating* rkp
     cdef Py_ssize_t step = <Py_ssize_t>c.batch * u
     cdef floating* hs = <floating*>c.hs
     if j1 > j0:
-        lstm_units_prepare(c, kp, rkp, j0, j1)
+        cell_units_prepare(cell, c, kp, rkp, j0, j1)
     for s in range(c.T):
         if j1 > j0:
-            lstm_units_step(c, rkp, hs, s, j0, j1)
+            cell_units_step(cell, c, rkp, hs, s, j0, j1)
             emit_outputs(hs + (s + 1) * step, hs + s * step, c.mask, c.T, c.batch, u, s, c.reverse,
                          c.zero_output, hs + (s + 1) * step, <floating*>c.yseq, <floating*>c.ylast,
                          0, c.batch, j0, j1)
