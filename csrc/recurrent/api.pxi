@@ -1,5 +1,11 @@
 # The Python-visible entry points: rnn_forward and rnn_backward on a Workspace, with Options.
 # Every array is checked (shape, dtype, contiguity) before any kernel touches memory.
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+
+import numpy as _np
+cdef object UINT8 = _np.dtype(_np.uint8)
+cdef object INTC = _np.dtype(_np.intc)
+
 
 cdef class Options:
     """What a layer's configuration asks of the driver. act, alpha: the activation (_activation
@@ -20,19 +26,34 @@ cdef class Options:
 
 cdef void* data_of(str fn, str what, object arr, tuple shape, object dtype,
                    bint optional=True) except? NULL:
-    """arr's data after checking its shape, dtype and contiguity (None: NULL when optional)."""
-    cdef const unsigned char[::1] raw
+    """arr's data after checking its shape, dtype and contiguity (None: NULL when optional).
+    Through the buffer protocol: a few hundred nanoseconds, not microseconds, per array."""
+    cdef Py_buffer view
+    cdef bint ok
+    cdef int i
+    cdef void* p = NULL
+    cdef Py_UCS4 code = dtype.char
     if arr is None:
         if optional:
             return NULL
         raise ValueError(f"{fn}: expected {what} of shape {shape}, received None")
-    if tuple(arr.shape) != shape or arr.dtype != dtype or not arr.flags.c_contiguous:
+    try:
+        ok = PyObject_GetBuffer(arr, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0
+    except (TypeError, ValueError, BufferError):   # not an array, or not C-contiguous
+        ok = False
+    if ok:
+        ok = view.ndim == len(shape) and view.itemsize == dtype.itemsize \
+            and view.format != NULL and <Py_UCS4>view.format[0] == code \
+            and view.format[1] == 0
+        for i in range(view.ndim if ok else 0):
+            ok = ok and view.shape[i] == <Py_ssize_t>shape[i]
+        p = view.buf if view.len > 0 else NULL
+        PyBuffer_Release(&view)
+    if not ok:
         raise ValueError(f"{fn}: expected {what} of shape {shape} and dtype {dtype}, C-contiguous; "
-                         f"received shape {tuple(arr.shape)}, dtype {arr.dtype}")
-    if arr.size == 0:
-        return NULL
-    raw = arr.reshape(-1).view("uint8")
-    return <void*>&raw[0]
+                         f"received shape {getattr(arr, 'shape', None)}, "
+                         f"dtype {getattr(arr, 'dtype', type(arr).__name__)}")
+    return p
 
 
 cdef void set_call(rnn_call* c, Workspace ws, tuple weights, Options opts, str fn) except *:
@@ -48,7 +69,7 @@ cdef void set_call(rnn_call* c, Workspace ws, tuple weights, Options opts, str f
     c.zero_state = not ws.has_initial_state
     c.need_dh0 = ws.has_initial_state
     c.accumulate = opts.accumulate
-    c.fast = (dt == "float32" and opts.approx and opts.act == TANH
+    c.fast = (dt.itemsize == 4 and opts.approx and opts.act == TANH
               and (not info.gated or opts.ract == SIGMOID))
     if len(weights) != 3:
         raise ValueError(f"{fn}: expected weights (kernel, recurrent_kernel, bias or None), "
@@ -63,7 +84,7 @@ cdef void set_call(rnn_call* c, Workspace ws, tuple weights, Options opts, str f
         c.brec = <const char*>c.bias + w * item
     else:
         c.bias = data_of(fn, "bias", bias, (w,), dt)
-    c.mask = <const unsigned char*>data_of(fn, "mask", ws.mask, (b, T), "uint8")
+    c.mask = <const unsigned char*>data_of(fn, "mask", ws.mask, (b, T), UINT8)
     c.keep = data_of(fn, "keep", ws.keep, (b, nin), dt)
     c.xt = data_of(fn, "xt", ws.xt, (T, b, nin), dt, False)
     c.z = data_of(fn, "z", ws.z, (T, b, w), dt, False)
@@ -86,7 +107,7 @@ def rnn_forward(Workspace ws, x, tuple weights, Options opts):
     cdef double[::1] pd
     set_call(&c, ws, weights, opts, "rnn_forward")
     c.x = data_of("rnn_forward", "x", x, (ws.batch, ws.steps, ws.nin), ws.dtype, False)
-    if ws.dtype == "float32":
+    if ws.dtype.itemsize == 4:
         pf = ws.packed
         run_forward(ws.code, &c, pf, opts.n_threads)
     else:
@@ -125,7 +146,7 @@ def rnn_backward(Workspace ws, tuple weights, dyseq, dylast, dstates, grads, Opt
     c.dz2 = data_of(fn, "dz2", ws.dz2, (T, b, u), dt, not info.dsplit)
     c.drhp = data_of(fn, "drhp", ws.drhp, (b, u), dt, not info.rsplit)
     c.g = data_of(fn, "g", ws.g, (b, u), dt, False)
-    c.first_on = <int*>data_of(fn, "first_on", ws.first_on, (b,), "intc", False)
+    c.first_on = <int*>data_of(fn, "first_on", ws.first_on, (b,), INTC, False)
     if len(grads) != 3:
         raise ValueError(f"{fn}: expected grads (dkernel, drecurrent_kernel, dbias), each an array "
                          f"or None, received {len(grads)} item(s)")
@@ -139,7 +160,7 @@ def rnn_backward(Workspace ws, tuple weights, dyseq, dylast, dstates, grads, Opt
         c.dbias = data_of(fn, "dbias", grads[2], (w,), dt)
     c.dxt = data_of(fn, "dxt", ws.dxt, (T, b, ws.nin), dt, not need_dx)
     c.dx = data_of(fn, "dx", ws.dx, (b, T, ws.nin), dt, not need_dx)
-    if dt == "float32":
+    if dt.itemsize == 4:
         pf = ws.packed
         run_backward(ws.code, &c, pf, opts.n_threads)
     else:
