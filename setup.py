@@ -77,7 +77,7 @@ def extensions():
             continue
         exts.append(Extension(f"cydnn._kernels.{pyx.stem}", [str(pyx.relative_to(HERE))],
                               include_dirs=[str(CSRC), str(CORE)],
-                              depends=[str(h) for d in (CSRC, CORE) for e in ("*.h", "*.pxd", "*.pxi") for h in d.glob(e)]))
+                              depends=[str(h) for e in ("*.h", "*.pxd", "*.pxi") for h in CSRC.rglob(e)]))
     return cythonize(
         exts,
         include_path=[str(CSRC), str(CORE)],

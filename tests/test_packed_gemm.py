@@ -164,17 +164,21 @@ def test_levels_are_clamped_to_the_cpu():
 
 
 def test_a_short_scratch_is_an_error_not_an_overrun():
+    """The workspace sizes the packing scratch itself and refuses a short one from alloc, before any
+    kernel runs."""
     u = 8
     x = np.zeros((2, 3, 4), np.float32)
     layer = layers.LSTM(u)
     layer(x)
-    short = np.zeros(200, np.float32)   # the forward pass packs 4 x 32 + 8 x 32 = 384 values
-    with pytest.raises(ValueError, match="packing scratch holds"):
-        _k.lstm_forward(x, layer.kernel, layer.recurrent_kernel, short, layer.bias, None, None,
-                        np.zeros((3, 2, 4), np.float32), np.zeros((3, 2, 4 * u), np.float32),
-                        np.zeros((3, 2, 4 * u), np.float32), np.zeros((4, 2, u), np.float32),
-                        np.zeros((4, 2, u), np.float32), np.zeros((3, 2, u), np.float32), None,
-                        np.zeros((2, u), np.float32), 0, 0.0, 0, 0.0, False, False, True, True, 1)
+
+    def alloc(key, shape, dtype):   # the forward pass packs 4 x 32 + 8 x 32 = 384 values
+        return np.zeros(200 if key == "packed" else shape, dtype)
+    with pytest.raises(ValueError, match="alloc\\('packed'"):
+        _k.Workspace("lstm", alloc, 2, 3, 4, u, np.float32)
+    ws = _k.Workspace("lstm", lambda key, shape, dtype: np.zeros(shape, dtype), 2, 3, 4, u, np.float32)
+    assert ws.packed.shape[0] >= 384
+    ws.start()
+    _k.rnn_forward(ws, x, (layer.kernel, layer.recurrent_kernel, layer.bias), _k.Options(n_threads=1))
 
 
 @pytest.mark.parametrize("level", [0, 1], indirect=True)

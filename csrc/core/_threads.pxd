@@ -6,7 +6,8 @@
 #   caller's own fixed group counts), never by the thread count; threads take whole blocks;
 # * small problems stay on one thread (threads_for_work: at least one grain of work per thread).
 cdef extern from "_omp.h":
-    int team_size "cydnn_omp_team_size"() noexcept nogil
+    int team_size "cydnn_omp_team_size"() noexcept nogil      # inside a parallel region
+    void team_barrier "cydnn_omp_barrier"() noexcept nogil    # inside a parallel region: wait for all
 
 
 cdef enum:

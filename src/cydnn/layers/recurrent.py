@@ -1,9 +1,12 @@
 """Recurrent layers: SimpleRNN, LSTM, GRU (Keras names, shapes, gate orders and defaults).
 
-Input (batch, time, features). The whole sequence runs in one compiled call (csrc/recurrent.pyx):
-the input projection of all steps is one GEMM, then each thread carries its own rows of the
-batch through every step (one small GEMM plus a fused gate kernel per step); backpropagation
-through time mirrors it, and the weight gradients are one GEMM each over all steps.
+Input (batch, time, features). The whole sequence runs in one compiled call (csrc/recurrent.pyx,
+one driver for every cell): the input projection of all steps is one GEMM, then each thread
+carries its own rows of the batch through every step (one small GEMM plus a fused gate kernel per
+step); backpropagation through time mirrors it, and the weight gradients are one GEMM each over
+all steps. A layer names its cell (``_cell``), gathers its options into a ``_k.Options`` and
+hands the kernels a ``_k.Workspace``, which sizes every scratch array and obtains it through the
+call's ``ctx.buffer(key, shape, dtype)``.
 
 Outputs and states
     ``return_sequences``  the output is (batch, time, units), else the last output (batch, units).
@@ -223,19 +226,12 @@ class _RNN(Layer):
         ctx.has_initial_state = init is not None
         ctx.keep = self._dropout_keep(ctx, batch, nin, training)
         ctx.x_shape = x.shape
-        hs = ctx.buffer("hs", (steps + 1, batch, u), self.dtype)
-        state_bufs = [hs] + [ctx.buffer(f"state_{n}", (steps + 1, batch, u), self.dtype)
-                             for n in self._state_names[1:]]
-        for buf, s in zip(state_bufs, init or [None] * self._n_states):
-            if s is None:
-                buf[0].fill(0)
-            else:
-                buf[0] = s
-        yseq = ctx.buffer("yseq", (batch, steps, u), self.dtype) if self.return_sequences else None
-        ylast = ctx.buffer("ylast", (batch, u), self.dtype)
-        self._run_forward(ctx, x, hs, state_bufs, yseq, ylast)
-        ctx.states = [buf[steps] for buf in state_bufs]
-        out = yseq if self.return_sequences else ylast
+        ws = _k.Workspace(self._cell(), ctx.buffer, batch, steps, nin, u, self.dtype, self.return_sequences)
+        ws.start(ctx.mask, ctx.keep, init)
+        _k.rnn_forward(ws, x, self._weight_arrays(), self._options(ctx))
+        ctx.ws = ws
+        ctx.states = ws.states
+        out = ws.output
         return [out] + list(ctx.states) if self.return_state else out
 
     def backward(self, dy, ctx=None):
@@ -254,27 +250,32 @@ class _RNN(Layer):
         dys = dys + [None] * (1 + self._n_states - len(dys))
         dout = self._grad_array(dys[0], (batch, steps, u) if self.return_sequences else (batch, u), "output")
         dstates = [self._grad_array(d, (batch, u), f"state {n}") for d, n in zip(dys[1:], self._state_names)]
-        dx = ctx.buffer("dx", ctx.x_shape, self.dtype) if ctx.need_input_grad else None
-        dxt = ctx.buffer("dxt", (steps, batch, nin), self.dtype) if ctx.need_input_grad else None
-        state_grads = [ctx.buffer(f"d_{n}0", (batch, u), self.dtype) for n in self._state_names]
         train = self.trainable
         grads = [p.grad if train else None for p in self._params]
         if not self.use_bias:
             grads = grads + [None]
-        self._run_backward(ctx, dout if self.return_sequences else None, None if self.return_sequences else dout,
-                           dstates, state_grads, grads[0], grads[1], grads[2], dxt, dx)
+        dx = _k.rnn_backward(ctx.ws, self._weight_arrays(), dout if self.return_sequences else None,
+                             None if self.return_sequences else dout, dstates, tuple(grads[:3]),
+                             self._options(ctx), ctx.need_input_grad)
+        state_grads = ctx.ws.state_grads
         ctx.initial_state_grads = [g.copy() for g in state_grads] if ctx.has_initial_state else None
         return dx
 
-    def _first_on(self, ctx, batch):
-        """Scratch for the kernels: each row's first unmasked step."""
-        return ctx.buffer("first_on", (batch,), np.intc)
+    def _cell(self):
+        """The kernels' name of this layer's cell (_k.CELLS)."""
+        return self._cell_name
 
-    def _packed(self, ctx):
-        """Scratch for the kernels: the recurrent kernel packed for the per-step products."""
-        u = self.units
-        nin = self.kernel.shape[0]
-        return ctx.buffer("packed", (_k.packed_scratch_size(nin, u, self._n_gates * u),), self.dtype)
+    def _weight_arrays(self):
+        return (self.kernel, self.recurrent_kernel, self.bias)
+
+    def _options(self, ctx):
+        """The kernels' options of this layer's configuration (and of this call: accumulate)."""
+        ract = getattr(self, "recurrent_activation", None)
+        return _k.Options(self.activation.code, self.activation.alpha,
+                          ract.code if ract is not None else activations.get("sigmoid").code,
+                          ract.alpha if ract is not None else 0.0, self.go_backwards,
+                          self.zero_output_for_mask, self._fast_math, ctx.accumulate,
+                          threads.get_num_threads())
 
     def _grad_array(self, d, shape, what):
         if d is None:
@@ -284,9 +285,6 @@ class _RNN(Layer):
             raise ValueError(f"{describe(self)}: expected the gradient of {what} of shape {shape}, "
                              f"received shape {d.shape}")
         return np.ascontiguousarray(d, dtype=self.dtype)
-
-    def _act_args(self):
-        return self.activation.code, self.activation.alpha
 
     # ----------------------------------------------------------------- config
     def get_config(self):
@@ -315,29 +313,7 @@ class SimpleRNN(_RNN):
     Weights: kernel (in, units), recurrent_kernel (units, units), bias (units,).
     """
 
-    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
-        ctx.z = ctx.buffer("z", (steps, batch, u), self.dtype)
-        ctx.hs = hs
-        act, alpha = self._act_args()
-        _k.simple_rnn_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask, ctx.keep,
-                              ctx.xt, ctx.z, hs, yseq, ylast, act, alpha, self.go_backwards,
-                              self.zero_output_for_mask, not ctx.has_initial_state, self._fast_math,
-                              threads.get_num_threads())
-
-    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        steps, batch = ctx.z.shape[0], ctx.z.shape[1]
-        dz = ctx.buffer("dz", ctx.z.shape, self.dtype)
-        g = ctx.buffer("g", (batch, self.units), self.dtype)
-        act, alpha = self._act_args()
-        _k.simple_rnn_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z,
-                               ctx.hs, dyseq, dylast, dstates[0], dz, state_grads[0], g, self._first_on(ctx, batch),
-                               dk, drk, db, dxt, dx,
-                               act, alpha, self.go_backwards, self.zero_output_for_mask,
-                               ctx.has_initial_state, ctx.accumulate, self._fast_math,
-                               threads.get_num_threads())
+    _cell_name = "simple_rnn"
 
 
 class LSTM(_RNN):
@@ -358,6 +334,7 @@ class LSTM(_RNN):
     _n_gates = 4
     _n_states = 2
     _state_names = ("h", "c")
+    _cell_name = "lstm"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  unit_forget_bias=True, **kwargs):
@@ -370,34 +347,6 @@ class LSTM(_RNN):
         if self.use_bias and self.unit_forget_bias:
             u = self.units
             self._params[2].value[u:2 * u] = 1.0   # Keras: bias_initializer for i, c, o; ones for f
-
-    def _act_args(self):
-        return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
-                self.recurrent_activation.alpha)
-
-    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
-        ctx.z = ctx.buffer("z", (steps, batch, 4 * u), self.dtype)
-        ctx.a = ctx.buffer("a", (steps, batch, 4 * u), self.dtype)
-        ctx.tc = ctx.buffer("tc", (steps, batch, u), self.dtype)
-        ctx.hs, ctx.cs = hs, state_bufs[1]
-        _k.lstm_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask, ctx.keep, ctx.xt,
-                        ctx.z, ctx.a, hs, ctx.cs, ctx.tc, yseq, ylast, *self._act_args(),
-                        self.go_backwards, self.zero_output_for_mask, not ctx.has_initial_state,
-                        self._fast_math, threads.get_num_threads())
-
-    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = ctx.z.shape[1]
-        dz = ctx.buffer("dz", ctx.z.shape, self.dtype)
-        g = ctx.buffer("g", (batch, self.units), self.dtype)
-        _k.lstm_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z,
-                         ctx.a, ctx.hs, ctx.cs, ctx.tc, dyseq, dylast, dstates[0], dstates[1], dz,
-                         state_grads[0], state_grads[1], g, self._first_on(ctx, batch), dk, drk, db, dxt, dx,
-                         *self._act_args(),
-                         self.go_backwards, self.zero_output_for_mask, ctx.has_initial_state,
-                         ctx.accumulate, self._fast_math, threads.get_num_threads())
 
     def get_config(self):
         return {**super().get_config(),
@@ -438,56 +387,8 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        # reset_after without a bias: the kernel adds a recurrent bias in every step, zeros
-        self._zero_bias = (np.zeros((2, 3 * self.units), dtype=self.dtype)
-                           if self.reset_after and not self.use_bias else None)
-
-    def _act_args(self):
-        return (self.activation.code, self.activation.alpha, self.recurrent_activation.code,
-                self.recurrent_activation.alpha)
-
-    def _run_forward(self, ctx, x, hs, state_bufs, yseq, ylast):
-        batch, steps, nin = x.shape
-        u = self.units
-        ctx.xt = ctx.buffer("xt", (steps, batch, nin), self.dtype)
-        ctx.z = ctx.buffer("z", (steps, batch, 3 * u), self.dtype)
-        ctx.a = ctx.buffer("a", (steps, batch, 3 * u), self.dtype)
-        ctx.rh = ctx.buffer("rh", (steps, batch, u), self.dtype)   # reset_after: h @ U_h + b_rh; else r * h
-        rec = ctx.buffer("rec", (batch, 3 * u), self.dtype)
-        ctx.hs = hs
-        if not self.reset_after:
-            _k.gru_reset_before_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), self.bias, ctx.mask,
-                                        ctx.keep, ctx.xt, ctx.z, ctx.a, ctx.rh, hs, rec, yseq, ylast,
-                                        *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                        not ctx.has_initial_state, self._fast_math, threads.get_num_threads())
-            return
-        bias = self.bias if self.use_bias else self._zero_bias
-        _k.gru_forward(x, self.kernel, self.recurrent_kernel, self._packed(ctx), bias, ctx.mask, ctx.keep, ctx.xt,
-                       ctx.z, ctx.a, ctx.rh, hs, rec, yseq, ylast, *self._act_args(), self.go_backwards,
-                       self.zero_output_for_mask, not ctx.has_initial_state, self._fast_math,
-                       threads.get_num_threads())
-
-    def _run_backward(self, ctx, dyseq, dylast, dstates, state_grads, dk, drk, db, dxt, dx):
-        batch = ctx.z.shape[1]
-        dr = ctx.buffer("dr", ctx.z.shape, self.dtype)
-        g = ctx.buffer("g", (batch, self.units), self.dtype)
-        if not self.reset_after:
-            drhp = ctx.buffer("drhp", (batch, self.units), self.dtype)
-            _k.gru_reset_before_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask,
-                                         ctx.keep, ctx.z, ctx.a, ctx.rh, ctx.hs, dyseq, dylast, dstates[0], dr, drhp,
-                                         state_grads[0], g, self._first_on(ctx, batch), dk, drk, db, dxt, dx,
-                                         *self._act_args(), self.go_backwards, self.zero_output_for_mask,
-                                         ctx.has_initial_state, ctx.accumulate, self._fast_math,
-                                         threads.get_num_threads())
-            return
-        dxh = ctx.buffer("dxh", ctx.rh.shape, self.dtype)
-        _k.gru_backward(ctx.xt, self.kernel, self.recurrent_kernel, self._packed(ctx), ctx.mask, ctx.keep, ctx.z, ctx.a,
-                        ctx.rh, ctx.hs, dyseq, dylast, dstates[0], dr, dxh, state_grads[0], g,
-                        self._first_on(ctx, batch), dk, drk, db, dxt, dx, *self._act_args(), self.go_backwards,
-                        self.zero_output_for_mask, ctx.has_initial_state, ctx.accumulate, self._fast_math,
-                        threads.get_num_threads())
+    def _cell(self):
+        return "gru" if self.reset_after else "gru_reset_before"
 
     def get_config(self):
         return {**super().get_config(),
