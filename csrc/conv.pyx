@@ -494,6 +494,96 @@ cdef class ConvPlan:
 
 
 # ------------------------------------------------------------------------------ DepthwiseConv2D
+cdef inline void depthwise_tap_forward(const floating* xp,   # IN  (c,) the input cell under the tap
+                                       const floating* kp,   # IN  (c, m) the tap's filters
+                                       floating* out,        # OUT (c*m,) the output cell, accumulated
+                                       Py_ssize_t c, Py_ssize_t m) noexcept nogil:
+    """out[ci*m + mj] += xp[ci] * kp[ci*m + mj]."""
+    cdef Py_ssize_t ci, mj
+    if m == 1:
+        for ci in range(c):
+            out[ci] += xp[ci] * kp[ci]
+    else:
+        for ci in range(c):
+            for mj in range(m):
+                out[ci * m + mj] += xp[ci] * kp[ci * m + mj]
+
+
+cdef inline void depthwise_tap_backward(const floating* xp,   # IN  (c,) the input cell under the tap
+                                        const floating* kp,   # IN  (c, m) the tap's filters
+                                        const floating* g,    # IN  (c*m,) dL/dz of the output cell
+                                        floating* tap,        # OUT (c, m) dL/dk of the tap, accumulated; or NULL
+                                        floating* dxp,        # OUT (c,) dL/dx of the input cell, accumulated; or NULL
+                                        Py_ssize_t c, Py_ssize_t m) noexcept nogil:
+    """tap[ci*m + mj] += xp[ci] * g[ci*m + mj];  dxp[ci] += sum_mj g[ci*m + mj] * kp[ci*m + mj]."""
+    cdef Py_ssize_t ci, mj
+    cdef floating s
+    if m == 1:
+        # one filter per channel: plain loops over channels (vectorised)
+        if tap != NULL:
+            for ci in range(c):
+                tap[ci] += xp[ci] * g[ci]
+        if dxp != NULL:
+            for ci in range(c):
+                dxp[ci] += g[ci] * kp[ci]
+        return
+    # gradient with respect to the kernel tap
+    if tap != NULL:
+        for ci in range(c):
+            for mj in range(m):
+                tap[ci * m + mj] += xp[ci] * g[ci * m + mj]
+    # gradient with respect to the input cell
+    if dxp != NULL:
+        for ci in range(c):
+            s = 0
+            for mj in range(m):
+                s = s + g[ci * m + mj] * kp[ci * m + mj]
+            dxp[ci] += s
+
+
+cdef void depthwise_image(const floating* x,   # IN  one image (h, w, c)
+                          const floating* k,   # IN  (kh, kw, c, m)
+                          const floating* b,   # IN  (c*m,) bias, or NULL (forward)
+                          floating* z,         # OUT (oh, ow, c*m) pre-activation (forward)
+                          const floating* dz,  # IN  (oh, ow, c*m) dL/dz (backward)
+                          floating* dk,        # OUT (kh, kw, c, m) dL/dk, accumulated; or NULL (backward)
+                          floating* db,        # OUT (c*m,) dL/db, accumulated (backward)
+                          floating* dx,        # OUT (h, w, c) dL/dx, accumulated; or NULL (backward)
+                          int h, int wd, int c, int m, int oh, int ow, int kh, int kw,
+                          int sh, int sw, int pt, int pl, int dh, int dw, bint backward) noexcept nogil:
+    """Every output cell (p, q) and each tap (i, j) of it inside the image, in row-major order:
+    forward z[p, q] := b + sum of depthwise_tap_forward; backward db += dz[p, q], depthwise_tap_backward."""
+    cdef Py_ssize_t p, q, i, j, ih, iw, ci, cell, cm = <Py_ssize_t>c * m
+    cdef const floating* xp
+    cdef const floating* kp
+    for p in range(oh):
+        for q in range(ow):
+            cell = (p * ow + q) * cm
+            if backward:
+                # gradient with respect to the bias
+                for ci in range(cm):
+                    db[ci] += dz[cell + ci]
+            else:
+                for ci in range(cm):
+                    z[cell + ci] = b[ci] if b != NULL else 0
+            for i in range(kh):
+                ih = p * sh - pt + i * dh
+                if ih < 0 or ih >= h:
+                    continue
+                for j in range(kw):
+                    iw = q * sw - pl + j * dw
+                    if iw < 0 or iw >= wd:
+                        continue
+                    xp = x + (ih * wd + iw) * c
+                    kp = k + (i * kw + j) * cm
+                    if backward:
+                        depthwise_tap_backward(xp, kp, dz + cell,
+                                               (dk + (i * kw + j) * cm) if dk != NULL else NULL,
+                                               (dx + (ih * wd + iw) * c) if dx != NULL else NULL, c, m)
+                    else:
+                        depthwise_tap_forward(xp, kp, z + cell, c, m)
+
+
 def depthwise_conv2d_forward(const floating[:, :, :, ::1] x,  # IN  (n, h, w, c)
                              const floating[:, :, :, ::1] k,  # IN  (kh, kw, c, m) depthwise kernel
                              const floating[::1] b,           # IN  (c*m,) or None
@@ -504,13 +594,10 @@ def depthwise_conv2d_forward(const floating[:, :, :, ::1] x,  # IN  (n, h, w, c)
     """z[n, oh, ow, c*m + j] := sum_{i1,i2} x[n, oh*sh - pt + i1*dh, ow*sw - pl + i2*dw, c] k[i1, i2, c, j] + b."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
-    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow
+    cdef Py_ssize_t ohw = <Py_ssize_t>oh * ow
     cdef int cm = c * m, t, img, i0, i1
     cdef int nt = threads_for_work(<long long>n * ohw * kh * kw * c * m, ELEMENT_GRAIN, n, n_threads)
-    cdef bint has_bias = b is not None
-    cdef floating* out
-    cdef const floating* xp
-    cdef const floating* kp
+    cdef const floating* bp = &b[0] if b is not None else NULL
     cdef floating* zp = &z[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
     if n == 0 or ohw == 0:
@@ -519,28 +606,8 @@ def depthwise_conv2d_forward(const floating[:, :, :, ::1] x,  # IN  (n, h, w, c)
         i0 = block_start(n, nt, t)
         i1 = block_start(n, nt, t + 1)
         for img in range(i0, i1):
-            for p in range(oh):
-                for q in range(ow):
-                    out = &z[img, p, q, 0]
-                    for ci in range(cm):
-                        out[ci] = b[ci] if has_bias else 0
-                    for i in range(kh):
-                        ih = p * sh - pt + i * dh
-                        if ih < 0 or ih >= h:
-                            continue
-                        for j in range(kw):
-                            iw = q * sw - pl + j * dw
-                            if iw < 0 or iw >= wd:
-                                continue
-                            xp = &x[img, ih, iw, 0]
-                            kp = &k[i, j, 0, 0]
-                            if m == 1:
-                                for ci in range(c):
-                                    out[ci] += xp[ci] * kp[ci]
-                            else:
-                                for ci in range(c):
-                                    for mj in range(m):
-                                        out[ci * m + mj] += xp[ci] * kp[ci * m + mj]
+            depthwise_image(&x[img, 0, 0, 0], &k[0, 0, 0, 0], bp, &z[img, 0, 0, 0], NULL, NULL, NULL,
+                            NULL, h, wd, c, m, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, False)
             rows_forward(act, alpha, zp, yp, img * ohw, (img + 1) * ohw, cm)
 
 
@@ -561,18 +628,15 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, 
     dx[.., c] := sum_{taps, j} dz[.., c*m + j] k[.., c, j]. Group partial sums as in conv2d_backward."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = k.shape[0], kw = k.shape[1], m = k.shape[3], oh = z.shape[1], ow = z.shape[2]
-    cdef Py_ssize_t p, q, i, j, ih, iw, ci, mj, ohw = <Py_ssize_t>oh * ow, ksize = <Py_ssize_t>kh * kw * c * m
+    cdef Py_ssize_t p, ci, ohw = <Py_ssize_t>oh * ow, ksize = <Py_ssize_t>kh * kw * c * m
+    cdef Py_ssize_t in_size = <Py_ssize_t>h * wd * c
     cdef int cm = c * m, ng = dk_part.shape[0], t, g0, g1, grp, img
     cdef int nt = threads_for_work(2 * <long long>n * ohw * ksize, ELEMENT_GRAIN, ng, n_threads)
     cdef bint want_dx = dx is not None, want_dk = dk is not None, want_db = db is not None
-    cdef const floating* g
-    cdef const floating* xp
-    cdef const floating* kp
+    cdef floating* dx0 = &dx[0, 0, 0, 0] if want_dx else NULL
     cdef floating* dxp
     cdef floating* dkp
     cdef floating* dbp
-    cdef floating* tap
-    cdef floating s
     if n == 0 or ohw == 0 or ng == 0:
         return
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
@@ -590,48 +654,13 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] x,   # IN  (n, h, w, 
                 if act != LINEAR:
                     rows_backward(act, alpha, &z[0, 0, 0, 0], &y[0, 0, 0, 0], &dy[0, 0, 0, 0],
                                   &dz[0, 0, 0, 0], img * ohw, (img + 1) * ohw, cm)
+                dxp = NULL
                 if want_dx:
-                    memset(&dx[img, 0, 0, 0], 0, <size_t>h * wd * c * sizeof(floating))
-                for p in range(oh):
-                    for q in range(ow):
-                        g = &dz[img, p, q, 0]
-                        # gradient with respect to the bias
-                        for ci in range(cm):
-                            dbp[ci] += g[ci]
-                        for i in range(kh):
-                            ih = p * sh - pt + i * dh
-                            if ih < 0 or ih >= h:
-                                continue
-                            for j in range(kw):
-                                iw = q * sw - pl + j * dw
-                                if iw < 0 or iw >= wd:
-                                    continue
-                                xp = &x[img, ih, iw, 0]
-                                kp = &k[i, j, 0, 0]
-                                tap = dkp + (i * kw + j) * cm
-                                if m == 1:
-                                    # one filter per channel: plain loops over channels (vectorised)
-                                    if want_dk:
-                                        for ci in range(c):
-                                            tap[ci] += xp[ci] * g[ci]
-                                    if want_dx:
-                                        dxp = &dx[img, ih, iw, 0]
-                                        for ci in range(c):
-                                            dxp[ci] += g[ci] * kp[ci]
-                                    continue
-                                # gradient with respect to the kernel tap (i, j)
-                                if want_dk:
-                                    for ci in range(c):
-                                        for mj in range(m):
-                                            tap[ci * m + mj] += xp[ci] * g[ci * m + mj]
-                                # gradient with respect to the input cell (ih, iw)
-                                if want_dx:
-                                    dxp = &dx[img, ih, iw, 0]
-                                    for ci in range(c):
-                                        s = 0
-                                        for mj in range(m):
-                                            s = s + g[ci * m + mj] * kp[ci * m + mj]
-                                        dxp[ci] += s
+                    dxp = dx0 + img * in_size
+                    memset(dxp, 0, <size_t>in_size * sizeof(floating))
+                depthwise_image(&x[img, 0, 0, 0], &k[0, 0, 0, 0], NULL, NULL, &dz[img, 0, 0, 0],
+                                dkp if want_dk else NULL, dbp, dxp, h, wd, c, m, oh, ow, kh, kw,
+                                sh, sw, pt, pl, dh, dw, True)
     # the groups' partial sums, added in group order
     if want_dk:
         sum_partials(&dk_part[0, 0], &dk[0, 0, 0, 0], ng, ksize, accumulate, n_threads)
