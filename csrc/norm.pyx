@@ -45,6 +45,16 @@ cdef inline Py_ssize_t rows_counted(const unsigned char* mask, Py_ssize_t r0, Py
     return k
 
 
+cdef inline void zero_sums(double* a,   # OUT (n,) zeros
+                           double* b,   # OUT (n,) zeros
+                           Py_ssize_t n) noexcept nogil:
+    """a[c] := 0;  b[c] := 0: a chunk's two rows of partial sums, before it adds its rows in."""
+    cdef Py_ssize_t c
+    for c in range(n):
+        a[c] = 0
+        b[c] = 0
+
+
 cdef void chunk_moments(const floating* x, const unsigned char* mask, Py_ssize_t r0, Py_ssize_t r1,
                         Py_ssize_t n, double* mean, double* m2) noexcept nogil:
     """mean[c], m2[c] := mean and sum of squared deviations of x[r, c] over r0 <= r < r1 (only
@@ -55,9 +65,7 @@ cdef void chunk_moments(const floating* x, const unsigned char* mask, Py_ssize_t
     cdef Py_ssize_t r, c, count = rows_counted(mask, r0, r1)
     cdef double d
     cdef const floating* row
-    for c in range(n):
-        mean[c] = 0
-        m2[c] = 0
+    zero_sums(mean, m2, n)
     if count == 0:
         return
     for r in range(r0, r1):
@@ -84,9 +92,7 @@ cdef void chunk_grad_sums(const floating* x, const floating* dy, const floating*
     cdef Py_ssize_t r, c
     cdef const floating* xr
     cdef const floating* gr
-    for c in range(n):
-        s_dy[c] = 0
-        s_dyx[c] = 0
+    zero_sums(s_dy, s_dyx, n)
     for r in range(r0, r1):
         xr = x + r * n
         gr = dy + r * n
@@ -524,9 +530,7 @@ cdef void chunk_layer_norm_backward(const floating* x, const floating* dy, const
     cdef const floating* gr
     cdef floating* dr
     if s_dy != NULL:
-        for j in range(n):
-            s_dy[j] = 0
-            s_dyxhat[j] = 0
+        zero_sums(s_dy, s_dyxhat, n)
     for r in range(r0, r1):
         xr = x + r * n
         gr = dy + r * n
