@@ -119,3 +119,12 @@ def test_fit_from_two_threads_runs_one_call_at_a_time():
 
     for a, b in zip(trained(False), trained(True)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_layer_class_without_ctx_is_refused_when_defined():
+    """Per-call state goes through ctx: a forward that cannot receive it is an error that says so
+    at class definition, not a TypeError inside a model's step."""
+    with pytest.raises(TypeError, match=r"OldStyle.forward: expected a keyword parameter ctx=None"):
+        class OldStyle(layers.Layer):
+            def forward(self, x, training=False):
+                return x

@@ -484,10 +484,10 @@ def test_unserializable_config_fails_before_touching_the_file(tmp_path):
             super().__init__(**kwargs)
             self.fn = fn
 
-        def forward(self, x, training=False):
+        def forward(self, x, training=False, ctx=None):
             return x
 
-        def backward(self, dy):
+        def backward(self, dy, ctx=None):
             return dy
 
         def get_config(self):
@@ -578,10 +578,10 @@ def test_custom_layer_and_activation_round_trip(tmp_path):
 
 def test_unknown_custom_class_asks_to_register_it(tmp_path):
     class Unregistered(Layer):
-        def forward(self, x, training=False):
+        def forward(self, x, training=False, ctx=None):
             return x
 
-        def backward(self, dy):
+        def backward(self, dy, ctx=None):
             return dy
 
     model = cydnn.Sequential([layers.InputLayer(shape=(3,)), Unregistered(), layers.Dense(2)])

@@ -104,10 +104,11 @@ class Network:
             self._ctx_pool.append(ctxs)
 
     def _infer(self, xs):
-        """Outputs of an inference pass on xs, with a context set of its own (thread-safe)."""
+        """Outputs of an inference pass on xs (copies: the context set, whose buffers held them,
+        goes back to the pool for the next call), with a context set of its own (thread-safe)."""
         ctxs = self._take_contexts()
         try:
-            return self._forward(xs, False, ctxs)
+            return [o.copy() for o in self._forward(xs, False, ctxs)]
         finally:
             self._give_back(ctxs)
 
@@ -585,10 +586,9 @@ class Network:
         xs = self._standardize_x(x, "call")
         if training:
             with self._lock:
-                out = self._forward(xs, True, self._training_contexts())
+                out = [o.copy() for o in self._forward(xs, True, self._training_contexts())]
         else:
             out = self._infer(xs)
-        out = [o.copy() for o in out]
         return out[0] if len(out) == 1 else out
 
     @_holds_lock

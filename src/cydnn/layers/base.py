@@ -21,6 +21,7 @@ A layer
 Layers read their weights through ``self._params[i].value`` on every call and never keep other
 references: a model may rebind them to views of one flat parameter buffer.
 """
+import inspect
 import re
 from collections import defaultdict
 
@@ -51,6 +52,20 @@ class Layer:
     # forward(x, training, mask=...); supports_masking = True passes it on unchanged.
     supports_masking = False
     accepts_mask = False
+
+    def __init_subclass__(cls, **kwargs):
+        """A layer class whose forward/backward cannot take ``ctx`` is refused when it is defined,
+        with the fix, rather than failing later inside a model's step."""
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward", "backward_preactivation"):
+            fn = cls.__dict__.get(name)
+            if fn is None or not callable(fn):
+                continue
+            params = inspect.signature(fn).parameters.values()
+            if not any(p.name == "ctx" or p.kind is p.VAR_KEYWORD for p in params):
+                raise TypeError(f"{cls.__name__}.{name}: expected a keyword parameter ctx=None (the call's state, a "
+                                f"CallContext: keep what backward needs on ctx, not on self; see "
+                                f"cydnn.layers.base), received signature {name}{inspect.signature(fn)}")
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  **kwargs):
