@@ -5,7 +5,7 @@ import pytest
 
 import cydnn
 from cydnn import threads
-from cydnn.layers import BatchNormalization, Dense, LayerNormalization
+from cydnn.layers import BatchNormalization, LayerNormalization
 from helpers import check_layer_gradients
 
 RNG = np.random.default_rng(1234)

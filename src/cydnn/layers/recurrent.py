@@ -237,7 +237,7 @@ class _RNN(Layer):
     def backward(self, dy, ctx=None):
         """dL/dx from dL/d(outputs); weight gradients into grads (added with ctx.accumulate)."""
         ctx = self.context(ctx)
-        steps, batch, nin = ctx.x_shape[1], ctx.x_shape[0], ctx.x_shape[2]
+        batch, steps = ctx.x_shape[0], ctx.x_shape[1]
         u = self.units
         if isinstance(dy, (list, tuple)):
             dys = list(dy)
