@@ -38,7 +38,8 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
-from _threads cimport block_start, threads_for_work, fixed_blocks, team_barrier, team_size, GEMM_GRAIN
+from _threads cimport (block_start, threads_for_work, fixed_blocks, step_threads, unit_threads, team_barrier,
+                       team_size, GEMM_GRAIN)
 from _activation cimport act_forward, act_derivative, SIGMOID, TANH
 
 cdef extern from "recurrent/common.h":

@@ -504,7 +504,7 @@ def test_a_small_batch_lstm_shares_units_across_threads_with_the_same_bits(dtype
     whole panels of 32 units and meets after every step: the fast float32 cell, the generic one
     (float64, relu) and masking all give the bits of the one-thread pass, and so does the backward
     pass that reads what the forward stored."""
-    assert _k.unit_threads(40, batch, 128, 2) == 2 and _k.unit_threads(40, batch, 128, 1) == 1
+    assert _k.lstm_unit_threads(40, batch, 128, 2) == 2 and _k.lstm_unit_threads(40, batch, 128, 1) == 1
     rng = np.random.default_rng(21)
     x = rng.standard_normal((batch, 40, 7)).astype(dtype)
     mask = rng.random((batch, 40)) > 0.3 if masked else None

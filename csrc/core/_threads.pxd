@@ -45,6 +45,33 @@ cdef inline int threads_for_work(long long work,   # IN  units of work in the ca
     return <int>t if t > 1 else 1
 
 
+cdef inline int step_threads(int T,            # IN  steps
+                             int batch,        # IN  rows, each carried through every step
+                             int u,            # IN  inner size of a step's product
+                             int width,        # IN  columns of a step's product
+                             int n_threads     # IN  the caller's thread count
+                             ) noexcept nogil:
+    """Threads for a recurrence whose threads each carry one block of batch rows through all T
+    steps (T products of (rows x u) @ (u x width)). Every entry of a packed product is one
+    fixed-order sum whatever block its row is in, so the blocks follow the thread count."""
+    return threads_for_work(<long long>T * batch * u * width, GEMM_GRAIN, batch, n_threads)
+
+
+cdef inline int unit_threads(int T,            # IN  steps
+                             int batch,        # IN  rows
+                             int u,            # IN  units (columns shared out in panels of 32)
+                             int width,        # IN  columns of a step's product
+                             int min_row_batch,  # IN  from this batch on, rows are shared instead
+                             int n_threads     # IN  the caller's thread count
+                             ) noexcept nogil:
+    """Threads that share each step's units (whole panels of 32, the team meeting after every
+    step) when the batch is too small to share by rows; 1 when rows are shared, or when u is not
+    a whole number of panels."""
+    if batch >= min_row_batch or u % 32 != 0:
+        return 1
+    return threads_for_work(<long long>T * batch * u * width, GEMM_GRAIN, u // 32, n_threads)
+
+
 cdef inline int threads_for_elements(Py_ssize_t work,  # IN  elementwise operations
                                      int n_threads,    # IN  the caller's thread count
                                      Py_ssize_t most   # IN  independent items (rows, blocks)

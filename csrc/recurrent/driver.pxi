@@ -10,12 +10,10 @@
 # the cell's backward step (gate gradients, dL/dh_{s-1}); then the weight gradients and dx
 # (grads.pxi).
 
-cpdef int unit_threads(int T, int batch, int u, int n_threads) noexcept nogil:
-    """Threads that share the forward's units of a cell with unit_split (the LSTM) (whole panels of 32) for a batch below
-    FOLD_MIN_BATCH; 1: the rows are shared as usual. Python-visible for tests."""
-    if batch >= FOLD_MIN_BATCH or u % 32 != 0:
-        return 1
-    return threads_for_work(<long long>T * batch * u * 4 * u, GEMM_GRAIN, u // 32, n_threads)
+def lstm_unit_threads(int T, int batch, int u, int n_threads):
+    """The threads an LSTM forward of these sizes shares its units over (1: rows are shared):
+    the driver's decision (core/_threads.pxd unit_threads), for tests."""
+    return unit_threads(T, batch, u, 4 * u, FOLD_MIN_BATCH, n_threads)
 
 
 cdef void forward_rows(int cell, const rnn_call* c, floating* hs, int b0, int b1) noexcept nogil:
@@ -61,7 +59,7 @@ cdef int run_forward(int cell, rnn_call* c, floating[::1] packed, int n_threads)
     if batch == 0 or T == 0:
         return 0
     c.fold = info.folds and batch >= FOLD_MIN_BATCH
-    ut = unit_threads(T, batch, u, n_threads) if info.unit_split else 1
+    ut = unit_threads(T, batch, u, width, FOLD_MIN_BATCH, n_threads) if info.unit_split else 1
     if ut > 1:   # a small batch: the threads share each step's units instead of its rows
         kp = reserve_packed(packed, &used, nin, width)
         rkp = reserve_packed(packed, &used, u, width)

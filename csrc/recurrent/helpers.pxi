@@ -128,13 +128,6 @@ cdef inline int add_seg(pg_seg* seg, int n, const void* a, int lda, int m, void*
     return n + 1
 
 
-cdef int step_threads(int T, int batch, int u, int width, int n_threads) noexcept nogil:
-    """Threads for the recurrence, each taking one block of batch rows through all the steps.
-    Every entry of a per-step product is one fixed-order sum whatever block its row is in, so the
-    blocks follow the thread count (one block per thread)."""
-    return threads_for_work(<long long>T * batch * u * width, GEMM_GRAIN, batch, n_threads)
-
-
 cdef void emit_outputs(const floating* hnew, const floating* hprev, const unsigned char* mask,
                        int T, int batch, int u, int s, bint reverse, bint zero_output,
                        floating* hs_next, floating* yseq, floating* ylast, int r0, int r1,
