@@ -83,10 +83,6 @@ class Parameter:
         self.regularizer = regularizer
         self.trainable = bool(trainable)
 
-    @property
-    def shape(self):
-        return self.value.shape
-
     def set_grad(self, value, accumulate):
         """grad := value, or grad += value when accumulating (a no-op for a frozen weight)."""
         if self.grad is None:

@@ -50,7 +50,6 @@ class Embedding(Layer):
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.mask_zero = bool(mask_zero)
         self.input_length = input_length
-        self.need_input_grad = False  # ids have no gradient
 
     def build(self, input_shape):
         if self.dtype == np.float32 and self.input_dim > 2 ** 24:

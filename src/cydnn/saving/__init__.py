@@ -42,7 +42,8 @@ the History, and the epoch number (pass ``initial_epoch`` to fit if a schedule k
 """
 from .container import FORMAT_VERSION, CorruptFileError, ModelFileError, NewerFormatError, UnknownObjectError
 from .model_file import custom_object_scope, load_model, load_weights, save_model, save_weights
-from .serialization import deserialize_layer, register_serializable, serialize_layer
+from ..registry import register_serializable
+from .serialization import deserialize_layer, serialize_layer
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError", "CorruptFileError",
            "NewerFormatError", "UnknownObjectError", "custom_object_scope", "FORMAT_VERSION",

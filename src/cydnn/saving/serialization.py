@@ -1,15 +1,9 @@
-"""Layer (de)serialization by class name, and registration of custom layers and activations.
-
-    @cydnn.register_serializable()
-    class MyLayer(cydnn.layers.Layer): ...
-
-makes ``MyLayer`` rebuildable from a saved config, as Keras' register_keras_serializable does.
-Names resolve through the registry (registry.py), so this module needs none of the layers.
+"""Layer (de)serialization by class name. Names resolve through the registry (registry.py, where
+``@cydnn.register_serializable()`` adds custom layers), so this module needs none of the layers.
 """
 from .. import registry
-from ..registry import get_registered_object, register_serializable
 
-__all__ = ["register_serializable", "get_registered_object", "layer_class", "serialize_layer", "deserialize_layer"]
+__all__ = ["layer_class", "serialize_layer", "deserialize_layer"]
 
 
 def layer_class(class_name):
